@@ -1,0 +1,54 @@
+# insar-monitor — the two commands that matter: `make test` and `make demo`.
+# Both create .venv/ in the checkout and install the pinned dependencies on first use.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help setup lint test test-all demo train evaluate bench clean
+
+help:
+	@echo "make test      install into .venv (first run) and run lint + the default test suite"
+	@echo "make demo      install into .venv (first run) and run the demo on embedded defaults"
+	@echo "make test-all  also the slow tests (full training runs)"
+	@echo "make train     retrain both models from synthetic data (CPU, ~20-40 min)"
+	@echo "make evaluate  regenerate docs/models/ reports from the committed models"
+	@echo "make bench     inference throughput benchmarks (docs/BENCHMARKS.md)"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/insar-monitor demo --out build/demo
+
+train: setup
+	$(BIN)/insar-monitor train trend --architecture paper --out build/paper_cnn
+	$(BIN)/insar-monitor train trend --out serving/models --version $${VERSION:-2}
+	$(BIN)/insar-monitor train unrest --out serving/models --version $${VERSION:-2}
+
+evaluate: setup
+	$(BIN)/insar-monitor evaluate trend --baseline-model-dir build/paper_cnn/ps_trend_classifier/1
+	$(BIN)/insar-monitor evaluate unrest
+
+bench: setup
+	$(BIN)/python bench/bench_inference.py --model-base serving/models
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,167 @@
+"""What each ``insar-monitor`` sub-command does, given parsed arguments and the config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from monitor.config import MonitorConfig
+
+log = logging.getLogger("insar_monitor")
+
+
+def run(args: argparse.Namespace, config: MonitorConfig) -> int:
+    handler = {
+        "score-interferogram": score_interferogram,
+        "classify-ps": classify_ps,
+        "train": train,
+        "evaluate": evaluate,
+        "generate": generate,
+        "demo": demo,
+        "config": show_config,
+    }[args.command]
+    return handler(args, config)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"insar-monitor: {message}", file=sys.stderr)
+    return code
+
+
+def score_interferogram(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor.scoring import make_model_client, score_interferograms
+    from serving.signatures import UNREST_MODEL_NAME
+
+    failures = 0
+    with make_model_client(config, UNREST_MODEL_NAME) as client:
+        for result in score_interferograms(args.paths, config, client):
+            print(json.dumps(result), flush=True)
+            if "error" in result:
+                failures += 1
+                print(f"insar-monitor: {result['error']}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def classify_ps(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor.scoring import classify_ps_file, make_model_client
+    from pipelines.raster_io import ProductError
+    from serving.signatures import TREND_MODEL_NAME
+
+    try:
+        with make_model_client(config, TREND_MODEL_NAME) as client:
+            table = classify_ps_file(args.csv, config, client)
+    except ProductError as e:
+        return _fail(str(e))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    counts = table["label"].value_counts().to_dict()
+    print(json.dumps({"csv": str(args.csv), "out": str(args.out), "points": len(table),
+                      "classes": counts}))
+    return 0
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, int]:
+    return {k: v for k, v in (("n_train", args.n_train), ("epochs", args.epochs)) if v is not None}
+
+
+def train(args: argparse.Namespace, config: MonitorConfig) -> int:
+    if args.model == "trend":
+        from serving.training.trend import train as train_trend
+
+        out = train_trend(
+            args.out, seed=args.seed, version=args.version,
+            architecture=args.architecture, **_recipe_overrides(args),
+        )
+    else:
+        from serving.training.unrest import train as train_unrest
+
+        out = train_unrest(args.out, seed=args.seed, version=args.version,
+                           **_recipe_overrides(args))
+    print(json.dumps({"model": args.model, "exported": str(out)}))
+    return 0
+
+
+def _newest_version(model_base: Path, model_name: str) -> Path:
+    versions = sorted(
+        (p for p in (model_base / model_name).glob("*") if p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+    if not versions:
+        raise FileNotFoundError(f"no exported versions under {model_base / model_name}")
+    return versions[-1]
+
+
+def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from serving.signatures import TREND_MODEL_NAME, UNREST_MODEL_NAME
+
+    name = TREND_MODEL_NAME if args.model == "trend" else UNREST_MODEL_NAME
+    model_dir = args.model_dir or _newest_version(config.models.model_base, name)
+    extra = {"n_test": args.n_test} if args.n_test else {}
+    if args.model == "trend":
+        from serving.evaluation.trend import evaluate as evaluate_trend
+
+        report = evaluate_trend(model_dir, args.report_dir, seed=args.seed,
+                                baseline_model_dir=args.baseline_model_dir, **extra)
+    else:
+        from serving.evaluation.unrest import evaluate as evaluate_unrest
+
+        report = evaluate_unrest(model_dir, args.report_dir, seed=args.seed, **extra)
+    print(json.dumps({"model": args.model, "model_dir": str(model_dir),
+                      "report_dir": str(args.report_dir),
+                      "summary": _summary(report)}, default=str))
+    return 0
+
+
+def _summary(report: dict) -> dict:
+    keys = ("overall_accuracy", "accuracy", "roc_auc", "macro_f1", "targets_met")
+    found: dict = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in keys and not isinstance(v, dict | list):
+                    found[f"{prefix}{k}"] = v
+                elif isinstance(v, dict) and len(prefix) < 40:
+                    walk(v, f"{prefix}{k}.")
+
+    walk(report, "")
+    return found
+
+
+def generate(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from serving.synthetic.products import write_demo_interferograms, write_demo_ps_csv
+
+    if args.kind == "interferograms":
+        written = write_demo_interferograms(args.out, count=args.count, seed=args.seed)
+        for path, truth in written:
+            print(json.dumps({"path": str(path), "truth": truth}))
+    else:
+        path = write_demo_ps_csv(args.out / "egms_synthetic.csv", per_class=args.count,
+                                 seed=args.seed)
+        print(json.dumps({"path": str(path)}))
+    return 0
+
+
+def demo(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor.demo import run_offline_demo
+
+    return run_offline_demo(args.out, config, seed=args.seed)
+
+
+def show_config(args: argparse.Namespace, config: MonitorConfig) -> int:
+    if args.action == "schema":
+        print(describe())
+    else:
+        import yaml
+
+        print(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False))
+    return 0
+
+
+def describe() -> str:
+    from monitor.config import describe_schema
+
+    return describe_schema()

@@ -1,0 +1,208 @@
+"""The ``insar-monitor`` command line: parse, validate, call the logic.
+
+Heavy modules (TensorFlow, rasterio) are imported inside each command so that
+``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor.config import ConfigError, MonitorConfig, load_config
+
+log = logging.getLogger("insar_monitor")
+
+DESCRIPTION = """\
+insar-monitor: watch Sentinel-1 InSAR products and warn when the ground starts to move.
+
+Scores wrapped interferograms for volcanic unrest (224x224 tiles, CNN) and classifies
+Persistent Scatterer time series into Stable, Linear, Quadratic, Bilinear and
+Phase-Unwrapping Error, with models the project trains on its own synthetic data.
+"""
+
+EPILOG = """\
+configuration:
+  One YAML file (--config) over embedded defaults, then INSAR_MONITOR__SECTION__KEY
+  environment overrides. See every key: insar-monitor config schema
+
+examples:
+  insar-monitor score-interferogram 20240101_20240113.geo.diff_pha.tif
+  insar-monitor classify-ps egms_l2b.csv --out classes.csv
+  insar-monitor train trend && insar-monitor evaluate trend
+  insar-monitor demo
+
+references:
+  Mirmazloumi et al. (2022), InSAR deformation time series classification using a CNN,
+    ISPRS Archives XLIII-B3, doi:10.5194/isprs-archives-XLIII-B3-2022-307-2022
+  Bountos et al. (2022), Learning class prototypes from synthetic InSAR with vision
+    transformers, arXiv:2201.03016
+"""
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML configuration file (default: embedded)")
+    p.add_argument(
+        "--log-level", default="WARNING", help="DEBUG, INFO, WARNING or ERROR (default WARNING)"
+    )
+
+
+def _add_model_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        help="directory holding <model>/<version>/ SavedModels (default: models.model_base, "
+        "the committed serving/models)",
+    )
+    p.add_argument(
+        "--backend", choices=["inprocess", "grpc", "rest"],
+        help="override models.backend (inprocess, or a TF-Serving gRPC / REST server)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="insar-monitor", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "score-interferogram",
+        help="score wrapped-phase rasters for volcanic unrest (one JSON line each)",
+        description="Tile each wrapped-phase raster (GeoTIFF or NetCDF, radians) into 224x224 "
+        "patches, score every patch with the unrest detector and aggregate to a frame decision "
+        "(frame probability = highest tile probability).\n\nPrints one JSON object per line: "
+        '{"path", "unrest_probability", "unrest", "n_tiles", "tiles": [{"row", "col", '
+        '"probability", ...}]}. A file that cannot be scored prints {"path", "error", "reason"} '
+        "and the others are still scored; the exit status is 1 if any file failed.",
+        epilog="example:\n  insar-monitor score-interferogram "
+        "124D_05291_081406/20240101_20240113/20240101_20240113.geo.diff_pha.tif",
+        formatter_class=fmt,
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--threshold", type=float, help="override unrest.threshold")
+    _add_model_dir(p)
+    _add_config(p)
+
+    p = sub.add_parser(
+        "classify-ps",
+        help="classify the PS time series of an EGMS-style CSV into trend classes",
+        description="Read an EGMS-style CSV (pid, latitude, longitude, ..., one YYYYMMDD column "
+        "of displacement in mm per epoch) and write pid, label, p_stable, p_linear, "
+        "p_quadratic, p_bilinear, p_pue. Points with fewer valid epochs than "
+        "products.min_epochs are skipped with a warning.",
+        epilog="example:\n  insar-monitor classify-ps EGMS_L2b_146_0278_IW2_VV.csv "
+        "--out classes.csv",
+        formatter_class=fmt,
+    )
+    p.add_argument("csv", type=Path, metavar="CSV")
+    p.add_argument("--out", type=Path, required=True, help="output CSV")
+    _add_model_dir(p)
+    _add_config(p)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model on freshly generated synthetic data and export a SavedModel",
+        description="Generate synthetic training data with fixed seeds, train, and export "
+        "<out>/<model_name>/<version>/ for TF-Serving. Refuses to overwrite an existing "
+        "version.",
+        formatter_class=fmt,
+    )
+    p.add_argument("model", choices=["trend", "unrest"])
+    p.add_argument("--out", type=Path, default=Path("serving/models"), help="model base dir")
+    p.add_argument("--version", type=int, default=1)
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--n-train", type=int, help="training samples (default: the model's recipe)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: the model's recipe)")
+    p.add_argument(
+        "--architecture", choices=["improved", "paper"], default="improved",
+        help="trend only: the served model or the paper's 1D CNN baseline",
+    )
+    _add_config(p)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate an exported model on an independent synthetic test set; write reports",
+        description="Writes <report-dir>/<model>_report.json, .md and a confusion-matrix PNG, "
+        "with the papers' published numbers side by side.",
+        formatter_class=fmt,
+    )
+    p.add_argument("model", choices=["trend", "unrest"])
+    p.add_argument("--model-dir", type=Path, help="SavedModel version dir (default: newest)")
+    p.add_argument("--report-dir", type=Path, default=Path("docs/models"))
+    p.add_argument("--seed", type=int, default=7_000_001, help="test-set seed")
+    p.add_argument("--n-test", type=int, help="test samples (default: the model's recipe)")
+    p.add_argument(
+        "--baseline-model-dir", type=Path,
+        help="trend only: the paper-CNN SavedModel to compare (e.g. build/paper_cnn/...)",
+    )
+    _add_config(p)
+
+    p = sub.add_parser(
+        "generate",
+        help="write synthetic products: LiCSAR-like GeoTIFF interferograms or an EGMS-like CSV",
+        formatter_class=fmt,
+    )
+    p.add_argument("kind", choices=["interferograms", "ps"])
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--count", type=int, default=4, help="frames, or points per class")
+    p.add_argument("--seed", type=int, default=11)
+    _add_config(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="offline demo: generate products, score them, classify PS points, print a summary",
+        description="Until the streaming daemon lands, the demo generates LiCSAR-like "
+        "interferograms (with and without volcanic deformation) and an EGMS-like PS file, then "
+        "runs score-interferogram and classify-ps on them with the committed models.",
+        formatter_class=fmt,
+    )
+    p.add_argument("--out", type=Path, default=Path("build/demo"))
+    p.add_argument("--seed", type=int, default=5)
+    _add_config(p)
+
+    p = sub.add_parser("config", help="show the effective configuration or every key")
+    p.add_argument("action", choices=["show", "schema"])
+    _add_config(p)
+    return parser
+
+
+def _config_from(args: argparse.Namespace) -> MonitorConfig:
+    config = load_config(args.config)
+    if getattr(args, "model_dir", None) is not None and args.command != "evaluate":
+        config.models.model_base = args.model_dir
+    if getattr(args, "backend", None):
+        config.models.backend = args.backend
+    if getattr(args, "threshold", None) is not None:
+        config.unrest.threshold = args.threshold
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from monitor.logs import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        config = _config_from(args)
+        from monitor.cli import commands
+
+        return commands.run(args, config)
+    except ConfigError as e:
+        print(f"insar-monitor: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

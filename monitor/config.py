@@ -1,0 +1,181 @@
+"""Typed, validated configuration of insar-monitor: one YAML file plus environment overrides.
+
+Every key has a default that runs embedded on one machine (in-process models, local
+files). A YAML file overrides the defaults; environment variables override the file:
+``INSAR_MONITOR__<SECTION>__<KEY>=value`` (double underscores separate levels,
+values parsed as YAML scalars), e.g. ``INSAR_MONITOR__MODELS__BACKEND=grpc``.
+Secrets belong in the environment, never in the file or the logs.
+
+Run ``insar-monitor config show`` for the effective configuration and
+``insar-monitor config schema`` for every key with its type, range and meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "INSAR_MONITOR__"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_BASE = REPO_ROOT / "serving" / "models"
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos; refuse them instead of silently ignoring.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelsConfig(_Section):
+    """Where inference runs and how the clients talk to it."""
+
+    backend: Literal["inprocess", "grpc", "rest"] = Field(
+        "inprocess",
+        description="inprocess: load SavedModels in this process (embedded default); "
+        "grpc / rest: call a TF-Serving server.",
+    )
+    model_base: Path = Field(
+        DEFAULT_MODEL_BASE,
+        description="Directory holding <model_name>/<version>/ SavedModels (inprocess backend).",
+    )
+    grpc_target: str = Field("localhost:8500", description="host:port of TF-Serving gRPC.")
+    rest_url: str = Field("http://localhost:8501", description="Base URL of TF-Serving REST.")
+    unrest_version: int | None = Field(
+        None, ge=1, description="Pin the unrest model version (None = newest served)."
+    )
+    trend_version: int | None = Field(
+        None, ge=1, description="Pin the trend model version (None = newest served)."
+    )
+    timeout_s: float = Field(30.0, gt=0, le=600, description="Deadline per request, seconds.")
+    max_retries: int = Field(4, ge=0, le=20, description="Retries on UNAVAILABLE / 429 / 503.")
+    max_batch: int = Field(
+        64, ge=1, le=65536, description="Rows per request; larger batches are chunked."
+    )
+
+
+class UnrestConfig(_Section):
+    """Frame-level unrest decision from tile scores."""
+
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="A tile fires, and a frame is unrest, at probability >= this."
+    )
+    tile_overlap: int = Field(
+        32, ge=0, le=192, description="Pixels shared by neighbouring 224x224 tiles."
+    )
+    min_valid_fraction: float = Field(
+        0.1, ge=0, le=1, description="Tiles with less finite data than this are skipped."
+    )
+
+
+class ProductsConfig(_Section):
+    """Checks applied to interferogram rasters before scoring."""
+
+    allowed_crs: list[str] = Field(
+        ["EPSG:4326"],
+        description="CRS accepted for interferograms (LiCSAR products are EPSG:4326).",
+    )
+    phase_tolerance_rad: float = Field(
+        0.01, ge=0, le=1,
+        description="Values beyond +-(pi + this) mean the raster is not wrapped phase in radians.",
+    )
+    min_epochs: int = Field(
+        10, ge=3, le=1000, description="PS series with fewer epochs are refused."
+    )
+
+
+class MonitorConfig(_Section):
+    """The whole configuration. Sections are added as the daemon grows."""
+
+    models: ModelsConfig = ModelsConfig()
+    unrest: UnrestConfig = UnrestConfig()
+    products: ProductsConfig = ProductsConfig()
+
+
+class ConfigError(ValueError):
+    """The configuration file or an environment override is invalid."""
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Build the effective configuration: defaults, then ``path`` (YAML), then environment.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not YAML, or a value fails validation; the message
+        names the key and says what is allowed.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        data = loaded
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    try:
+        return MonitorConfig.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from e
+
+
+def describe_schema() -> str:
+    """Every key with type, default and meaning, one per line (for ``config schema``)."""
+    lines: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                lines.append(f"{prefix}{name}:  # {annotation.__doc__ or ''}".rstrip())
+                walk(annotation, prefix + "  ")
+                continue
+            type_name = getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
+            # annotated_types constraints print as e.g. "Ge(ge=1)": show "ge=1".
+            bounds = [re.sub(r"^\w+\((.*)\)$", r"\1", repr(m)) for m in field.metadata]
+            extra = f" [{', '.join(bounds)}]" if bounds else ""
+            lines.append(
+                f"{prefix}{name}: {field.default!s}  # {type_name}{extra}. {field.description}"
+            )
+
+    walk(MonitorConfig, "")
+    return "\n".join(lines)
