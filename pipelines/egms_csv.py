@@ -89,7 +89,7 @@ def read_egms_csv(path: Path | str, *, min_epochs: int = 10) -> PSTable:
     if len(set(dates)) != len(dates):
         raise ProductError("bad_date_column", f"{path}: the same epoch appears twice")
     try:
-        disp = frame[date_cols].apply(pd.to_numeric, errors="raise").to_numpy(np.float32)
+        disp = frame[date_cols].apply(pd.to_numeric, errors="raise").to_numpy(np.float32, copy=True)
     except (ValueError, TypeError) as e:
         raise ProductError(
             "non_numeric_displacement", f"{path}: displacement columns hold non-numbers ({e})"
