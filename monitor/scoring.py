@@ -27,20 +27,20 @@ TREND_OUTPUT_COLUMNS = ["pid", "label"] + [f"p_{c}" for c in TREND_CLASSES]
 
 def make_model_client(config: MonitorConfig, model_name: str):  # -> InferenceClient
     """An inference client for ``model_name`` as the ``models`` config section says."""
-    from serving.clients import make_client
+    from serving.clients import RetryPolicy, make_client
 
     m = config.models
     version = m.unrest_version if model_name == UNREST_MODEL_NAME else m.trend_version
     return make_client(
         m.backend,
         model_name,
-        model_base=m.model_base,
+        model_dir=m.model_base,
         target=m.grpc_target,
         url=m.rest_url,
         version=version,
         timeout_s=m.timeout_s,
-        max_retries=m.max_retries,
-        max_batch=m.max_batch,
+        max_batch_rows=m.max_batch,
+        retry=RetryPolicy(max_attempts=m.max_retries + 1),
     )
 
 
