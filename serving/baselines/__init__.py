@@ -1,0 +1,1 @@
+"""Classical (non-learned) baselines the served models are compared against."""
