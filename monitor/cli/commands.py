@@ -63,8 +63,9 @@ def classify_ps(args: argparse.Namespace, config: MonitorConfig) -> int:
     return 0
 
 
-def _recipe_overrides(args: argparse.Namespace) -> dict[str, int]:
-    return {k: v for k, v in (("n_train", args.n_train), ("epochs", args.epochs)) if v is not None}
+def _given(args: argparse.Namespace, *names: str) -> dict[str, int]:
+    """Only the options the user gave, so each trainer's own recipe supplies the rest."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def train(args: argparse.Namespace, config: MonitorConfig) -> int:
@@ -72,14 +73,14 @@ def train(args: argparse.Namespace, config: MonitorConfig) -> int:
         from serving.training.trend import train as train_trend
 
         out = train_trend(
-            args.out, seed=args.seed, version=args.version,
-            architecture=args.architecture, **_recipe_overrides(args),
+            args.out, version=args.version, architecture=args.architecture,
+            **_given(args, "seed", "n_train", "epochs"),
         )
     else:
         from serving.training.unrest import train as train_unrest
 
-        out = train_unrest(args.out, seed=args.seed, version=args.version,
-                           **_recipe_overrides(args))
+        out = train_unrest(args.out, version=args.version,
+                           **_given(args, "seed", "n_train", "epochs"))
     print(json.dumps({"model": args.model, "exported": str(out)}))
     return 0
 
@@ -99,16 +100,16 @@ def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:
 
     name = TREND_MODEL_NAME if args.model == "trend" else UNREST_MODEL_NAME
     model_dir = args.model_dir or _newest_version(config.models.model_base, name)
-    extra = {"n_test": args.n_test} if args.n_test else {}
+    extra = _given(args, "seed", "n_test")
     if args.model == "trend":
         from serving.evaluation.trend import evaluate as evaluate_trend
 
-        report = evaluate_trend(model_dir, args.report_dir, seed=args.seed,
+        report = evaluate_trend(model_dir, args.report_dir,
                                 baseline_model_dir=args.baseline_model_dir, **extra)
     else:
         from serving.evaluation.unrest import evaluate as evaluate_unrest
 
-        report = evaluate_unrest(model_dir, args.report_dir, seed=args.seed, **extra)
+        report = evaluate_unrest(model_dir, args.report_dir, **extra)
     print(json.dumps({"model": args.model, "model_dir": str(model_dir),
                       "report_dir": str(args.report_dir),
                       "summary": _summary(report)}, default=str))

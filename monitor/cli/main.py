@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=["trend", "unrest"])
     p.add_argument("--out", type=Path, default=Path("serving/models"), help="model base dir")
     p.add_argument("--version", type=int, default=1)
-    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument(
+        "--seed", type=int, help="training seed (default: the recipe of the committed model)"
+    )
     p.add_argument("--n-train", type=int, help="training samples (default: the model's recipe)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the model's recipe)")
     p.add_argument(
@@ -135,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=["trend", "unrest"])
     p.add_argument("--model-dir", type=Path, help="SavedModel version dir (default: newest)")
     p.add_argument("--report-dir", type=Path, default=Path("docs/models"))
-    p.add_argument("--seed", type=int, default=7_000_001, help="test-set seed")
+    p.add_argument(
+        "--seed", type=int, help="test-set seed (default: the one behind docs/models/)"
+    )
     p.add_argument("--n-test", type=int, help="test samples (default: the model's recipe)")
     p.add_argument(
         "--baseline-model-dir", type=Path,

@@ -430,10 +430,20 @@ def sample_pue_steps(n: int, rng: np.random.Generator, params: PSSeriesParams) -
     return steps
 
 
+MAX_TREND_DRAWS = 1000
+"""Redraws of a trend that breaks a cap before giving up (random epochs never need many)."""
+
+
 def generate_ps_series(
-    cls: int, rng: np.random.Generator, params: PSSeriesParams = PSSeriesParams()
+    cls: int,
+    rng: np.random.Generator,
+    params: PSSeriesParams = PSSeriesParams(),
+    time_days: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """One series of class ``cls``.
+    """One series of class ``cls``, on its own random epochs or on ``time_days`` if given.
+
+    A fixed ``time_days`` (strictly increasing, days) puts many points on the same
+    acquisitions, as in an EGMS file where every point shares the date columns.
 
     Returns
     -------
@@ -447,12 +457,19 @@ def generate_ps_series(
         Trend class under the jumps (== ``cls`` unless ``cls`` is ``pue``).
     """
     base = int(rng.integers(0, 4)) if cls == PUE else cls
-    while True:
-        t = sample_epochs(rng, params)
+    for _ in range(MAX_TREND_DRAWS):
+        t = sample_epochs(rng, params) if time_days is None else np.asarray(time_days, float)
         sigma = rng.uniform(*params.noise_std_mm)
         g = sample_trend(base, t, sigma, rng, params)
         if g is not None:
             break
+    else:
+        # Only reachable with a fixed, too short time_days: the class margins then need
+        # velocities beyond the physical caps.
+        raise ValueError(
+            f"no {TREND_CLASSES[base]} trend within the caps fits these {len(t)} epochs "
+            f"spanning {np.ptp(t):.0f} days; use a longer series"
+        )
     d = g + sample_noise(len(t), sigma, t, rng, params) + rng.uniform(-5.0, 5.0)
     if rng.random() < params.p_seasonal:
         amp = rng.uniform(*params.seasonal_amp_mm)

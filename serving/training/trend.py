@@ -37,9 +37,9 @@ def _dataset(n: int, seed: int, stream: int, params: PSSeriesParams) -> tuple[np
 def train(
     out_base: Path,
     *,
-    n_train: int = 30000,
-    n_val: int = 5000,
-    epochs: int = 30,
+    n_train: int = 20000,
+    n_val: int = 4000,
+    epochs: int = 15,
     seed: int = 0,
     architecture: Literal["paper", "improved"] = "improved",
     version: int = 1,
