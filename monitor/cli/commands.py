@@ -19,6 +19,7 @@ def run(args: argparse.Namespace, config: MonitorConfig) -> int:
         "classify-ps": classify_ps,
         "train": train,
         "evaluate": evaluate,
+        "model-card": model_card,
         "generate": generate,
         "demo": demo,
         "config": show_config,
@@ -113,6 +114,23 @@ def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:
     print(json.dumps({"model": args.model, "model_dir": str(model_dir),
                       "report_dir": str(args.report_dir),
                       "summary": _summary(report)}, default=str))
+    return 0
+
+
+def model_card(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from serving import model_card as cards
+    from serving.signatures import TREND_MODEL_NAME, UNREST_MODEL_NAME
+
+    name, text = (
+        (TREND_MODEL_NAME, cards.TREND_CARD) if args.model == "trend"
+        else (UNREST_MODEL_NAME, cards.UNREST_CARD)
+    )
+    model_dir = args.model_dir or _newest_version(config.models.model_base, name)
+    out = cards.write_model_card(
+        name, model_dir, args.report_dir / f"{args.model}_report.json", text,
+        model_dir.parent / "MODEL_CARD.md",
+    )
+    print(json.dumps({"model_card": str(out)}))
     return 0
 
 

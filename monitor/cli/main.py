@@ -148,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
 
     p = sub.add_parser(
+        "model-card",
+        help="write MODEL_CARD.md beside a committed model from its evaluation report",
+        description="Reads docs/models/<model>_report.json and the SavedModel directory and "
+        "writes serving/models/<name>/MODEL_CARD.md with the signature, data recipe, "
+        "reproduction commands, metrics and the directory's sha256.",
+        formatter_class=fmt,
+    )
+    p.add_argument("model", choices=["trend", "unrest"])
+    p.add_argument("--model-dir", type=Path, help="SavedModel version dir (default: newest)")
+    p.add_argument("--report-dir", type=Path, default=Path("docs/models"))
+    _add_config(p)
+
+    p = sub.add_parser(
         "generate",
         help="write synthetic products: LiCSAR-like GeoTIFF interferograms or an EGMS-like CSV",
         formatter_class=fmt,
