@@ -65,7 +65,7 @@ class UnrestConfig(_Section):
         0.5, gt=0, lt=1, description="A tile fires, and a frame is unrest, at probability >= this."
     )
     tile_overlap: int = Field(
-        32, ge=0, le=192, description="Pixels shared by neighbouring 224x224 tiles."
+        56, ge=0, le=192, description="Pixels shared by neighbouring 224x224 tiles."
     )
     min_valid_fraction: float = Field(
         0.1, ge=0, le=1, description="Tiles with less finite data than this are skipped."
