@@ -111,3 +111,15 @@ def test_pad_series_right_pads_with_nan_in_both_arrays():
 def test_pad_series_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="displacements"):
         pad_series([(np.arange(3.0), np.ones(2))])
+
+
+def test_every_generator_range_is_documented_in_the_one_data_page():
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from serving.synthetic.ps_series import PSSeriesParams
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "synthetic-data.md").read_text()
+    missing = [f.name for f in fields(PSSeriesParams) if not re.search(rf"\b{f.name}\b", text)]
+    assert not missing, f"PSSeriesParams fields missing from docs/synthetic-data.md: {missing}"

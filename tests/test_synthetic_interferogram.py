@@ -25,7 +25,7 @@ from serving.synthetic.interferogram import (
     wrap,
 )
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "synthetic-interferograms.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "synthetic-data.md"
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -195,7 +195,7 @@ def _markdown(rep: dict[str, Any]) -> str:
         "batch 128, in-process SavedModel).",
         "",
         "Confusion matrix: `unrest_confusion.png`. "
-        "Generator ranges: `docs/synthetic-interferograms.md`.",
+        "Generator ranges: `docs/synthetic-data.md`.",
         "",
     ]
     return "\n".join(lines)

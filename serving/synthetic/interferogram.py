@@ -18,7 +18,7 @@ Sign convention: ``phase = -4 pi / lambda * LOS`` with LOS positive towards the 
 (:func:`serving.synthetic.deformation.los_vector`), so uplift gives negative phase.
 Wrapped phase is never resized: every field is computed on the output grid itself.
 
-Every range lives in :class:`InterferogramParams`; ``docs/synthetic-interferograms.md``
+Every range lives in :class:`InterferogramParams`; ``docs/synthetic-data.md``
 tabulates them with the label rule and the hard-negative recipe.
 """
 

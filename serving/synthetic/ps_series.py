@@ -29,7 +29,7 @@ pue           any of the four trends above plus 1-3 steps of +-k x 27.7 mm (k = 
 Because every ``R_M`` is linear in the amplitude of the trend, the generator draws a
 trend *shape*, computes the smallest amplitude meeting the margins, and multiplies it by
 a random factor >= 1; a draw whose amplitude would exceed the physical caps is redrawn.
-All ranges live in :class:`PSSeriesParams` and are mirrored in ``docs/synthetic-ps.md``.
+All ranges live in :class:`PSSeriesParams` and are mirrored in ``docs/synthetic-data.md``.
 
 References
 ----------
