@@ -46,3 +46,28 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its native start-up chatter (oneDNN, CUDA probing) hidden.
+
+    Those lines are written by C++ code to file descriptor 2 before TensorFlow's own
+    log-level variable takes effect, so only a temporary redirect of the descriptor
+    hides them. An import failure still raises normally once the descriptor is back.
+    """
+    import os
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+
+            # The first device query probes CUDA and logs an error on CPU-only hosts.
+            tensorflow.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

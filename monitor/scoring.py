@@ -72,7 +72,7 @@ def score_interferograms(
                 min_valid_fraction=config.unrest.min_valid_fraction,
             )
         except ProductError as e:
-            log.warning("product refused", extra={"path": str(path), "reason": e.reason})
+            log.info("product refused", extra={"path": str(path), "reason": e.reason})
             yield {"path": str(path), "error": str(e), "reason": e.reason}
             continue
         except ValueError as e:

@@ -202,9 +202,11 @@ def _config_from(args: argparse.Namespace) -> MonitorConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from monitor.logs import configure_logging
+    from monitor.logs import configure_logging, import_tensorflow_quietly
 
     configure_logging(args.log_level)
+    if args.command not in ("config", "generate") and args.log_level.upper() != "DEBUG":
+        import_tensorflow_quietly()
     try:
         config = _config_from(args)
         from monitor.cli import commands
