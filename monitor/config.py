@@ -67,6 +67,12 @@ class UnrestConfig(_Section):
     tile_overlap: int = Field(
         56, ge=0, le=192, description="Pixels shared by neighbouring 224x224 tiles."
     )
+    min_firing_tiles: int = Field(
+        1, ge=1, le=16,
+        description="Tiles that must reach the threshold for a frame to be unrest (1 = the "
+        "highest tile decides; 2 trades recall for fewer false alarms, see "
+        "docs/models/unrest_report.md).",
+    )
     min_valid_fraction: float = Field(
         0.1, ge=0, le=1, description="Tiles with less finite data than this are skipped."
     )

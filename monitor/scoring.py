@@ -70,6 +70,7 @@ def score_interferograms(
                 transform=raster.transform,
                 overlap=config.unrest.tile_overlap,
                 min_valid_fraction=config.unrest.min_valid_fraction,
+                min_firing_tiles=config.unrest.min_firing_tiles,
             )
         except ProductError as e:
             log.info("product refused", extra={"path": str(path), "reason": e.reason})

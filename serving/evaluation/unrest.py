@@ -100,7 +100,12 @@ def frame_level(
     threshold: float,
     n_frames: int = 4,
 ) -> list[dict[str, Any]]:
-    """Score ``n_frames`` 600 x 700 synthetic frames (half with a Mogi source) end to end."""
+    """Score ``n_frames`` 600 x 700 synthetic frames end to end.
+
+    Even-numbered frames hold one Mogi source of 1-6 fringes; the others hold only
+    nuisance (turbulence, stratified delay with cones in half of them, ramps,
+    decorrelation), i.e. what a quiet volcano looks like in most interferograms.
+    """
     from serving.frame_scoring import saved_model_predict_fn, score_frame
 
     predict = saved_model_predict_fn(model_dir)
@@ -111,8 +116,8 @@ def frame_level(
         if i % 2 == 0:
             r, c = rng.uniform(100, 500), rng.uniform(100, 600)
             depth = rng.uniform(2000, 5000)
-            # ~3-6 fringes of uplift above the source (mogi uz_max = 0.75 dV / (pi d^2)).
-            dv = rng.uniform(3, 6) * params.fringe_m * np.pi * depth**2 / 0.75
+            # 1-6 fringes of uplift above the source (mogi uz_max = 0.75 dV / (pi d^2)).
+            dv = rng.uniform(1, 6) * params.fringe_m * np.pi * depth**2 / 0.75
             sources = [MogiSource(c * params.pixel_m, -r * params.pixel_m, depth, dv)]
         frame = generate_frame(rng, (600, 700), sources, params)
         score = score_frame(frame.phase, predict, threshold=threshold, transform=frame.transform)
@@ -126,6 +131,26 @@ def frame_level(
             )
         results.append(rec)
     return results
+
+
+def frame_rule_summary(frames: list[dict[str, Any]], max_k: int = 3) -> list[dict[str, Any]]:
+    """Frame accuracy, recall and false-alarm rate if a frame needed >= k fired tiles.
+
+    ``k = 1`` is the max-tile rule; larger ``k`` asks a signal to fire overlapping
+    neighbours too, which a real deformation field wider than the overlap does.
+    """
+    truth = np.array([f["truth_unrest"] for f in frames], dtype=bool)
+    fired = np.array([len(f["tiles"]) for f in frames])
+    rows = []
+    for k in range(1, max_k + 1):
+        decided = fired >= k
+        rows.append({
+            "min_firing_tiles": k,
+            "accuracy": float(np.mean(decided == truth)),
+            "recall": float(decided[truth].mean()) if truth.any() else float("nan"),
+            "false_alarm_rate": float(decided[~truth].mean()) if (~truth).any() else float("nan"),
+        })
+    return rows
 
 
 def _markdown(rep: dict[str, Any]) -> str:
@@ -179,16 +204,28 @@ def _markdown(rep: dict[str, Any]) -> str:
         f"`small_deformation`: positives with peak LOS below {rep['small_fringes']} fringe "
         f"({rep['small_fringes'] * 27.7:.1f} mm).",
         "",
-        "## Frame level (600 x 700 px synthetic frames, max-tile rule)",
+        f"## Frame level ({len(rep['frames'])} synthetic 600 x 700 px frames)",
         "",
-        "| frame | truth | unrest | probability | tiles | fired | source in a fired tile |",
-        "|---|---|---|---|---|---|---|",
+        "Half the frames hold one Mogi source of 1-6 fringes, half only nuisance. A frame is "
+        "unrest when at least `min_firing_tiles` of its 224 px tiles (56 px overlap) reach "
+        "the threshold.",
+        "",
+        "| min_firing_tiles | frame accuracy | recall | false-alarm rate |",
+        "|---|---|---|---|",
     ]
-    for i, f in enumerate(rep["frames"]):
+    for row in frame_rule_summary(rep["frames"]):
         lines.append(
-            f"| {i} | {f['truth_unrest']} | {f['unrest']} | {f['unrest_probability']:.3f} | "
-            f"{f['n_tiles']} | {len(f['tiles'])} | {f.get('source_in_fired_tile', '–')} |"
+            f"| {row['min_firing_tiles']} | {row['accuracy']:.1%} | {row['recall']:.1%} | "
+            f"{row['false_alarm_rate']:.1%} |"
         )
+    with_source = [f for f in rep["frames"] if f["truth_unrest"] and f["tiles"]]
+    if with_source:
+        located = sum(bool(f.get("source_in_fired_tile")) for f in with_source)
+        lines += [
+            "",
+            f"Of {len(with_source)} detected frames with a source, {located} have the source "
+            "inside a fired tile.",
+        ]
     lines += [
         "",
         f"Inference: {rep['patches_per_second']:.0f} patches/s on this machine (2 CPU cores, "
@@ -209,7 +246,7 @@ def evaluate(
     seed: int = TEST_SEED,
     threshold: float = 0.5,
     hard_negative_fraction: float = 0.35,
-    n_frames: int = 4,
+    n_frames: int = 40,
     params: InterferogramParams = DEFAULT_PARAMS,
     workers: int = 2,
     progress: bool = True,
@@ -306,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("report_dir", type=Path)
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=TEST_SEED)
-    ap.add_argument("--frames", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=40)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     rep = evaluate(
