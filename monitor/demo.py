@@ -34,7 +34,8 @@ def run_offline_demo(out: Path, config: MonitorConfig, *, seed: int = 5) -> int:
     results = []
     with make_model_client(config, UNREST_MODEL_NAME) as client:
         client.check_signature()
-        stream = score_interferograms([p for p, _ in frames], config, client)
+        stream = score_interferograms([p for p, _ in frames], config, client,
+                                      quicklook_dir=out / "quicklooks")
         for result in tqdm(stream, total=len(frames), unit="frame", leave=False):
             results.append(result)
     (out / "unrest_scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
@@ -65,5 +66,6 @@ def run_offline_demo(out: Path, config: MonitorConfig, *, seed: int = 5) -> int:
     print(table.to_string())
     accuracy = float((merged["label"] == merged["true_label"]).mean())
     print(f"PS points classified as their truth: {accuracy:.1%} of {len(merged)}")
-    print(f"\noutputs: {out / 'unrest_scores.jsonl'}, {classes_path}")
+    print(f"\noutputs: {out / 'unrest_scores.jsonl'}, {out / 'quicklooks'}/*.png, "
+          f"{classes_path}")
     return 1 if failures else 0

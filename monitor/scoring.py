@@ -45,11 +45,13 @@ def make_model_client(config: MonitorConfig, model_name: str):  # -> InferenceCl
 
 
 def score_interferograms(
-    paths: Iterable[Path], config: MonitorConfig, client: Any
+    paths: Iterable[Path], config: MonitorConfig, client: Any, quicklook_dir: Path | None = None
 ) -> Iterator[dict[str, Any]]:
     """Yield one result per path: the frame decision, or ``{"path", "error", "reason"}``.
 
-    A bad file yields its error and scoring goes on with the next one.
+    A bad file yields its error and scoring goes on with the next one. With
+    ``quicklook_dir``, a PNG of each scored frame (phase and fired tiles) is written
+    there and its path added to the result as ``quicklook``.
     """
     from serving.frame_scoring import score_frame
 
@@ -79,7 +81,14 @@ def score_interferograms(
         except ValueError as e:
             yield {"path": str(path), "error": f"{path}: {e}", "reason": "invalid_raster"}
             continue
-        yield {"path": str(path), **result.to_json_dict()}
+        record = {"path": str(path), **result.to_json_dict()}
+        if quicklook_dir is not None:
+            from monitor.quicklook import plot_frame_score
+
+            png = Path(quicklook_dir) / (Path(path).name.split(".")[0] + ".png")
+            record["quicklook"] = str(plot_frame_score(raster.phase, record, png,
+                                                       title=Path(path).name))
+        yield record
 
 
 def valid_series(table: PSTable, min_epochs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -133,3 +133,15 @@ def test_score_interferogram_with_the_committed_model_separates_deformation_from
     assert strong_mogi["unrest"] and dyke["unrest"]
     assert not quiet["unrest"]
     assert any(t["probability"] >= 0.5 for t in strong_mogi["tiles"])
+
+
+def test_quicklook_writes_a_png_per_scored_frame(
+    tmp_path: Path, tiny_models: Path, frames, capsys: pytest.CaptureFixture[str]
+):
+    path = frames[0][0]
+    main(["score-interferogram", str(path), "--model-dir", str(tiny_models),
+          "--quicklook", str(tmp_path / "ql")])
+    (result,) = _json_lines(capsys.readouterr().out)
+    png = Path(result["quicklook"])
+    assert png.parent == tmp_path / "ql"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

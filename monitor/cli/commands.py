@@ -38,7 +38,7 @@ def score_interferogram(args: argparse.Namespace, config: MonitorConfig) -> int:
 
     failures = 0
     with make_model_client(config, UNREST_MODEL_NAME) as client:
-        for result in score_interferograms(args.paths, config, client):
+        for result in score_interferograms(args.paths, config, client, args.quicklook):
             print(json.dumps(result), flush=True)
             if "error" in result:
                 failures += 1

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--threshold", type=float, help="override unrest.threshold")
+    p.add_argument(
+        "--quicklook", type=Path, metavar="DIR",
+        help="also write a PNG per frame (wrapped phase, fired tiles outlined) into DIR",
+    )
     _add_model_dir(p)
     _add_config(p)
 
