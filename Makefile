@@ -39,7 +39,7 @@ demo: setup
 	$(BIN)/insar-monitor demo --out build/demo
 
 train: setup
-	$(BIN)/insar-monitor train trend --architecture paper --out build/paper_cnn
+	$(BIN)/insar-monitor train trend --architecture paper --out build/paper_cnn --epochs 40
 	$(BIN)/insar-monitor train trend --out serving/models --version $${VERSION:-2}
 	$(BIN)/insar-monitor train unrest --out serving/models --version $${VERSION:-2}
 

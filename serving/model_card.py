@@ -162,7 +162,7 @@ TREND_CARD = CardText(
     ),
     train_command="insar-monitor train trend --version 1 --out serving/models",
     evaluate_command=(
-        "insar-monitor train trend --architecture paper --out build/paper_cnn\n"
+        "insar-monitor train trend --architecture paper --out build/paper_cnn --epochs 40\n"
         "insar-monitor evaluate trend --baseline-model-dir build/paper_cnn/ps_trend_classifier/1"
     ),
     limitations=(
@@ -210,6 +210,8 @@ UNREST_CARD = CardText(
         "below one fringe are found about half of the time, and concentric stratified delay "
         "over cones still causes false alarms. A height (DEM) channel is the known remedy and "
         "would change the served inputs (a new version).",
+        "Burst/subswath phase steps can fire tiles on otherwise quiet frames (seen in the demo "
+        "quick-looks).",
         "Max-of-tiles aggregation raises the frame false-alarm rate with the number of tiles; "
         "persistence over interferograms (alert rules) is what keeps alerts trustworthy.",
         "Trained and evaluated on synthetic patches only; not yet checked on real LiCSAR "
