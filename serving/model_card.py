@@ -64,6 +64,15 @@ def _metric_lines(model_name: str, report: dict[str, Any]) -> list[str]:
         f"- {kind}: {row['rate']:.1%} {row['rate_meaning'].replace('_', ' ')} (n={row['n']})"
         for kind, row in report["per_kind"].items()
     ]
+    if report.get("frames"):
+        from serving.evaluation.unrest import frame_rule_summary
+
+        for row in frame_rule_summary(report["frames"]):
+            lines.append(
+                f"- Frames ({len(report['frames'])} synthetic 600x700 px), decided on >= "
+                f"{row['min_firing_tiles']} fired tile(s): accuracy {row['accuracy']:.1%}, "
+                f"recall {row['recall']:.1%}, false alarms {row['false_alarm_rate']:.1%}"
+            )
     return lines
 
 
