@@ -41,16 +41,16 @@ def run_offline_demo(out: Path, config: MonitorConfig, *, seed: int = 5) -> int:
     (out / "unrest_scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     failures = 0
     correct = 0
-    print(f"{'product':<58} {'truth':<22} {'p(unrest)':>9}  decision  tiles fired")
+    print(f"{'product':<40} {'truth':<28} {'p(unrest)':>9}  decision  tiles fired")
     for r in results:
         t = truth[r["path"]]
         if "error" in r:
             failures += 1
-            print(f"{Path(r['path']).name:<58} {t['kind']:<22} ERROR: {r['error']}")
+            print(f"{Path(r['path']).name:<40} {t['kind']:<28} ERROR: {r['error']}")
             continue
         fired = sum(1 for tile in r["tiles"] if tile["probability"] >= config.unrest.threshold)
         correct += r["unrest"] == t["unrest"]
-        print(f"{Path(r['path']).name:<58} {t['kind']:<22} {r['unrest_probability']:>9.3f}  "
+        print(f"{Path(r['path']).name:<40} {t['kind']:<28} {r['unrest_probability']:>9.3f}  "
               f"{'UNREST' if r['unrest'] else 'quiet':<8}  {fired}/{r['n_tiles']}")
     print(f"frames decided as their truth: {correct}/{len(results) - failures}")
 

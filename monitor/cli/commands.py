@@ -81,7 +81,7 @@ def train(args: argparse.Namespace, config: MonitorConfig) -> int:
         from serving.training.unrest import train as train_unrest
 
         out = train_unrest(args.out, version=args.version,
-                           **_given(args, "seed", "n_train", "epochs"))
+                           **_given(args, "seed", "n_train", "epochs", "patience"))
     print(json.dumps({"model": args.model, "exported": str(out)}))
     return 0
 

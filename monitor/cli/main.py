@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, help="training samples (default: the model's recipe)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the model's recipe)")
     p.add_argument(
+        "--patience", type=int,
+        help="unrest only: early-stopping patience in epochs (default: the model's recipe)",
+    )
+    p.add_argument(
         "--architecture", choices=["improved", "paper"], default="improved",
         help="trend only: the served model or the paper's 1D CNN baseline",
     )

@@ -161,6 +161,7 @@ def train(
     n_train: int = 14000,
     n_val: int = 2000,
     epochs: int = 12,
+    patience: int = 2,
     seed: int = 2,
     version: int = 1,
     cache_dir: Path | None = Path("build/unrest_cache"),
@@ -179,7 +180,10 @@ def train(
     n_train, n_val : int
         Training and validation patches (50 % positive, 30 % hard negatives).
     epochs : int
-        Maximum epochs (early stopping on validation loss, patience 2, best weights kept).
+        Maximum epochs; the learning rate follows a cosine decay over all of them.
+    patience : int
+        Early stopping: epochs without a better validation loss before stopping; the
+        best weights are restored either way.
     seed : int
         Seeds everything: training data (``seed``), validation data (``seed + 1000``),
         weight initialisation and augmentation. The evaluation test set uses other seeds.
@@ -231,7 +235,9 @@ def train(
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
     hist = model.fit(
         _make_sequence(tr.phase, tr.labels, batch_size, seed, train=True),
         validation_data=_make_sequence(va.phase, va.labels, 256, seed, train=False),
