@@ -199,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_from(args: argparse.Namespace) -> MonitorConfig:
     config = load_config(args.config)
-    if getattr(args, "model_dir", None) is not None and args.command != "evaluate":
+    # evaluate and model-card take a version directory, the scoring commands a model base.
+    scoring = args.command in ("score-interferogram", "classify-ps")
+    if scoring and args.model_dir is not None:
         config.models.model_base = args.model_dir
     if getattr(args, "backend", None):
         config.models.backend = args.backend
