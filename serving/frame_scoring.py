@@ -172,14 +172,3 @@ def score_frame(
         best, best >= threshold and len(fired) >= min_firing_tiles, len(tiles), threshold, fired
     )
 
-
-def saved_model_predict_fn(model_dir: str | Any) -> PredictFn:
-    """An in-process ``predict_fn`` around an exported unrest SavedModel (``serving_default``)."""
-    import tensorflow as tf
-
-    fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return fn(phase=tf.constant(batch, dtype=tf.float32))["probability"].numpy()
-
-    return predict

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from serving.frame_scoring import FrameScore, saved_model_predict_fn, score_frame
+from serving.clients.inprocess import InProcessInferenceClient
+from serving.frame_scoring import FrameScore, score_frame
 from serving.synthetic.deformation import MogiSource
 from serving.synthetic.interferogram import DEFAULT_PARAMS, generate_frame
 
@@ -112,8 +113,11 @@ def test_committed_model_flags_the_tile_over_a_strong_mogi_source_in_a_frame():
     row, col = 300.0, 350.0
     src = MogiSource(col * p.pixel_m, -row * p.pixel_m, depth, dv)
     frame = generate_frame(rng, (600, 700), [src], p, nuisance_scale=0.3)
+    client = InProcessInferenceClient.from_version_dir(COMMITTED_MODEL)
     score = score_frame(
-        frame.phase, saved_model_predict_fn(COMMITTED_MODEL), transform=frame.transform
+        frame.phase,
+        lambda patches: client.predict({"phase": patches})["probability"],
+        transform=frame.transform,
     )
     assert score.unrest
     top = score.tiles[0]

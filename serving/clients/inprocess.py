@@ -217,6 +217,18 @@ class InProcessInferenceClient(InferenceClient):
             model_name, resolved, self.model_base / model_name / str(resolved), signature_name
         )
 
+    @classmethod
+    def from_version_dir(cls, version_dir: str | Path, **kwargs: Any) -> InProcessInferenceClient:
+        """Client for an export at ``<model_base>/<model_name>/<version>/`` given by path.
+
+        Evaluations and tests name a model by its directory; this reads the model name
+        and version off the TF-Serving layout so they use the same client as the pipeline.
+        """
+        path = Path(version_dir)
+        if not path.name.isdigit():
+            raise ValueError(f"{path}: expected <model_base>/<model_name>/<version> directory")
+        return cls(path.parent.name, path.parent.parent, version=int(path.name), **kwargs)
+
     @property
     def servable(self) -> Servable:
         """The loaded model; raises once the client is closed."""

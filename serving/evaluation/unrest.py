@@ -106,9 +106,14 @@ def frame_level(
     nuisance (turbulence, stratified delay with cones in half of them, ramps,
     decorrelation), i.e. what a quiet volcano looks like in most interferograms.
     """
-    from serving.frame_scoring import saved_model_predict_fn, score_frame
+    from serving.clients.inprocess import InProcessInferenceClient
+    from serving.frame_scoring import score_frame
 
-    predict = saved_model_predict_fn(model_dir)
+    client = InProcessInferenceClient.from_version_dir(model_dir)
+
+    def predict(patches: np.ndarray) -> np.ndarray:
+        return client.predict({"phase": patches})["probability"]
+
     rng = np.random.default_rng(seed)
     results = []
     for i in range(n_frames):
