@@ -38,13 +38,18 @@ test-all: lint
 demo: setup
 	$(BIN)/insar-monitor demo --out build/demo
 
-train: setup
+PAPER_CNN := build/paper_cnn/ps_trend_classifier/1
+
+# The paper's 1D CNN is a baseline for the trend report, never served: trained on demand.
+$(PAPER_CNN): | setup
 	$(BIN)/insar-monitor train trend --architecture paper --out build/paper_cnn --epochs 40
+
+train: setup $(PAPER_CNN)
 	$(BIN)/insar-monitor train trend --out serving/models --version $${VERSION:-2}
 	$(BIN)/insar-monitor train unrest --out serving/models --version $${VERSION:-2}
 
-evaluate: setup
-	$(BIN)/insar-monitor evaluate trend --baseline-model-dir build/paper_cnn/ps_trend_classifier/1
+evaluate: setup $(PAPER_CNN)
+	$(BIN)/insar-monitor evaluate trend --baseline-model-dir $(PAPER_CNN)
 	$(BIN)/insar-monitor evaluate unrest
 
 bench: setup
