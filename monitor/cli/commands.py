@@ -101,6 +101,8 @@ def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:
 
     name = TREND_MODEL_NAME if args.model == "trend" else UNREST_MODEL_NAME
     model_dir = args.model_dir or _newest_version(config.models.model_base, name)
+    if model_dir.is_absolute() and model_dir.is_relative_to(Path.cwd()):
+        model_dir = model_dir.relative_to(Path.cwd())  # reports name repo paths, not machines
     extra = _given(args, "seed", "n_test")
     if args.model == "trend":
         from serving.evaluation.trend import evaluate as evaluate_trend

@@ -160,8 +160,8 @@ def train(
     *,
     n_train: int = 14000,
     n_val: int = 2000,
-    epochs: int = 12,
-    patience: int = 2,
+    epochs: int = 20,
+    patience: int = 6,
     seed: int = 2,
     version: int = 1,
     cache_dir: Path | None = Path("build/unrest_cache"),
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-base", type=Path, default=Path("serving/models"))
     ap.add_argument("--n-train", type=int, default=14000)
     ap.add_argument("--n-val", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--version", type=int, default=1)
     ap.add_argument("--cache-dir", type=Path, default=Path("build/unrest_cache"))
