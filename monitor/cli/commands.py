@@ -87,13 +87,9 @@ def train(args: argparse.Namespace, config: MonitorConfig) -> int:
 
 
 def _newest_version(model_base: Path, model_name: str) -> Path:
-    versions = sorted(
-        (p for p in (model_base / model_name).glob("*") if p.name.isdigit()),
-        key=lambda p: int(p.name),
-    )
-    if not versions:
-        raise FileNotFoundError(f"no exported versions under {model_base / model_name}")
-    return versions[-1]
+    from serving.clients.inprocess import resolve_version
+
+    return model_base / model_name / str(resolve_version(model_base, model_name, None))
 
 
 def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:

@@ -112,6 +112,10 @@ class Servable:
             extra={"event": "servable_loaded", "model": model_name, "version": version},
         )
 
+    def parameter_count(self) -> int:
+        """Number of scalars in the SavedModel's variables (weights and statistics)."""
+        return int(sum(int(np.prod(v.shape)) for v in self._loaded.variables))
+
     def metadata(self) -> Metadata:
         """Metadata dict (see :mod:`serving.clients.base`) of this signature."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from serving.evaluation.metrics import classification_report, plot_confusion_matrix, write_json
-from serving.signatures import SIGNATURE_NAME, TREND_CLASSES
+from serving.signatures import TREND_CLASSES
 from serving.synthetic.ps_series import PSSeriesParams, generate_ps_dataset
 
 log = logging.getLogger(__name__)
@@ -55,18 +55,15 @@ OOD_PARAMS = PSSeriesParams(
 def predict_saved_model(
     model_dir: Path, disp: np.ndarray, time_days: np.ndarray, batch: int = 1024
 ) -> np.ndarray:
-    """Class ids from a trend SavedModel's ``serving_default`` signature, shape (n,)."""
-    import tensorflow as tf
+    """Class ids from a trend SavedModel's ``serving_default`` signature, shape (n,).
 
-    fn = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE_NAME]
-    out = []
-    for s in range(0, len(disp), batch):
-        res = fn(
-            displacement_mm=tf.constant(disp[s : s + batch]),
-            time_days=tf.constant(time_days[s : s + batch]),
-        )
-        out.append(res["class_id"].numpy())
-    return np.concatenate(out).astype(np.int64)
+    Goes through the in-process client, the same path the pipeline uses.
+    """
+    from serving.clients.inprocess import InProcessInferenceClient
+
+    with InProcessInferenceClient.from_version_dir(model_dir, max_batch_rows=batch) as client:
+        out = client.predict({"displacement_mm": disp, "time_days": time_days})
+    return np.asarray(out["class_id"], dtype=np.int64)
 
 
 def check_targets(report: dict[str, Any]) -> dict[str, Any]:
