@@ -99,20 +99,9 @@ def valid_series(table: PSTable, min_epochs: int) -> tuple[np.ndarray, np.ndarra
     keep : ndarray of bool, shape (n,)
     displacement_mm, time_days : ndarray of float32, shape (n_keep, T)
     """
-    days = table.time_days()
-    finite = np.isfinite(table.displacement_mm)
-    keep = finite.sum(axis=1) >= min_epochs
-    rows = table.displacement_mm[keep]
-    ok = finite[keep]
-    disp = np.full(rows.shape, np.nan, dtype=np.float32)
-    time = np.full(rows.shape, np.nan, dtype=np.float32)
-    # Move each row's valid samples to the front, in time order (the signature's padding).
-    order = np.argsort(~ok, axis=1, kind="stable")
-    counts = ok.sum(axis=1)
-    filled = np.arange(rows.shape[1])[None, :] < counts[:, None]
-    disp[filled] = np.take_along_axis(rows, order, axis=1)[filled]
-    time[filled] = np.broadcast_to(days, rows.shape)[np.arange(len(rows))[:, None], order][filled]
-    return keep, disp, time
+    from pipelines.series_packing import pack_series
+
+    return pack_series(table.displacement_mm, table.time_days(), min_epochs)
 
 
 def classify_ps_table(table: PSTable, config: MonitorConfig, client: Any) -> pd.DataFrame:

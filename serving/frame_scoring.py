@@ -151,24 +151,62 @@ def score_frame(
     if not tiles:
         return FrameScore(0.0, False, 0, threshold, [])
     probs = predict_in_chunks(stack_tiles(tiles, size), predict_fn, batch_size)
+    return decide_frame(
+        [tile_record(t) for t in tiles],
+        probs,
+        threshold=threshold,
+        min_firing_tiles=min_firing_tiles,
+    )
+
+
+def tile_record(tile: Any) -> dict[str, Any]:
+    """A tile's position as a JSON-able dict, without its pixels (what a detection reports)."""
+    rec: dict[str, Any] = {
+        "row": int(tile.row),
+        "col": int(tile.col),
+        "row0": int(tile.row0),
+        "col0": int(tile.col0),
+        "valid_fraction": float(tile.valid_fraction),
+    }
+    if tile.bounds is not None:
+        rec["bounds"] = [float(v) for v in tile.bounds]
+    return rec
+
+
+def decide_frame(
+    tiles: list[dict[str, Any]],
+    probabilities: np.ndarray | list[float],
+    *,
+    threshold: float,
+    min_firing_tiles: int = 1,
+) -> FrameScore:
+    """Aggregate tile probabilities into the frame decision (the rule in the module docstring).
+
+    Pure, so a streaming pipeline that scores tiles in batches across frames reaches the same
+    decision as :func:`score_frame`.
+
+    Parameters
+    ----------
+    tiles : list of dict
+        :func:`tile_record` of every tile scored, in any order.
+    probabilities : array-like, shape (len(tiles),)
+        Each tile's probability, in [0, 1].
+    threshold, min_firing_tiles : float, int
+        As in :func:`score_frame`.
+    """
+    probs = np.asarray(probabilities, dtype=float).reshape(-1)
+    if probs.shape != (len(tiles),):
+        raise ValueError(f"{len(tiles)} tiles but {probs.shape[0]} probabilities")
+    if not tiles:
+        return FrameScore(0.0, False, 0, threshold, [])
     fired = []
-    for k in np.argsort(-probs, kind="stable"):
+    # Ties broken by grid position so the report does not depend on arrival order.
+    order = sorted(range(len(tiles)), key=lambda k: (-probs[k], tiles[k]["row"], tiles[k]["col"]))
+    for k in order:
         if probs[k] < threshold:
             break
-        t = tiles[k]
-        rec: dict[str, Any] = {
-            "row": t.row,
-            "col": t.col,
-            "row0": t.row0,
-            "col0": t.col0,
-            "probability": float(probs[k]),
-            "valid_fraction": float(t.valid_fraction),
-        }
-        if t.bounds is not None:
-            rec["bounds"] = [float(v) for v in t.bounds]
-        fired.append(rec)
+        fired.append({**tiles[k], "probability": float(probs[k])})
     best = float(probs.max())
     return FrameScore(
         best, best >= threshold and len(fired) >= min_firing_tiles, len(tiles), threshold, fired
     )
-
