@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "INSAR_MONITOR__"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,12 +94,110 @@ class ProductsConfig(_Section):
     )
 
 
+class KafkaConfig(_Section):
+    """The broker the daemon reads products from and writes detections to."""
+
+    bootstrap_servers: str = Field(
+        "localhost:9092", description="host:port[,host:port] of the Kafka brokers."
+    )
+    api_version: str | None = Field(
+        None,
+        pattern=r"^\d+(\.\d+){1,2}$",
+        description="Broker protocol version, e.g. '0.9' for the embedded test broker "
+        "(None = ask the broker).",
+    )
+    group_id: str = Field(
+        "insar-monitor", min_length=1, description="Consumer group whose offsets mark progress."
+    )
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        # YAML (and the environment overrides, parsed as YAML) read 0.9 as a float.
+        return str(value) if isinstance(value, int | float) else value
+    client_id: str = Field("insar-monitor", min_length=1, description="Client id in broker logs.")
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest message produced or fetched, bytes."
+    )
+
+
+class TopicsConfig(_Section):
+    """Topic names (docs/messages.md describes each contract)."""
+
+    interferograms: str = Field("insar.interferograms", description="interferogram.v1 in.")
+    ps_updates: str = Field("insar.ps-updates", description="ps_update.v1 in.")
+    detections: str = Field("insar.detections", description="detection.v1 out.")
+    dlq: str = Field("insar.dlq", description="dead_letter.v1 out: what could not be processed.")
+
+
+class PipelineConfig(_Section):
+    """How the Beam pipeline runs."""
+
+    runner: Literal["FnApiRunner", "FlinkRunner", "DataflowRunner"] = Field(
+        "FnApiRunner",
+        description="FnApiRunner: bounded passes in this process (embedded); FlinkRunner / "
+        "DataflowRunner: one unbounded streaming job (see docs/scale-out.md).",
+    )
+    runner_options: dict[str, str] = Field(
+        {},
+        description="Extra Beam pipeline options for a cluster runner, e.g. flink_master, "
+        "project, region, temp_location.",
+    )
+    poll_interval_s: float = Field(
+        2.0, gt=0, le=3600, description="Pause between passes when nothing new arrived, seconds."
+    )
+    max_records_per_partition: int = Field(
+        2000, ge=1, description="Cap on the records one pass takes from a partition."
+    )
+    unrest_batch_size: int = Field(
+        64, ge=1, le=4096, description="Tiles per unrest-model request (RunInference batches)."
+    )
+    trend_batch_size: int = Field(
+        4096, ge=1, le=65536, description="Series per trend-model request."
+    )
+    dedupe_scan_records: int = Field(
+        10000, ge=0,
+        description="Records per output partition re-read at start-up to learn which "
+        "detections a crashed run already published (so a replay never emits them twice).",
+    )
+
+
+class StorageConfig(_Section):
+    """Where state and outputs live on disk."""
+
+    state_dir: Path = Field(
+        Path("insar-monitor-state"),
+        description="Root of the daemon's state: PS store, emitted-id ledger, archive.",
+    )
+    ps_store: Path | None = Field(
+        None, description="PS time-series store (Zarr); default <state_dir>/ps-store."
+    )
+    archive_dir: Path | None = Field(
+        None,
+        description="Detections as JSON files and quicklook PNGs; default <state_dir>/archive.",
+    )
+    quicklooks: bool = Field(True, description="Write a PNG for every frame flagged unrest.")
+
+    def ps_store_path(self) -> Path:
+        return self.ps_store or self.state_dir / "ps-store"
+
+    def archive_path(self) -> Path:
+        return self.archive_dir or self.state_dir / "archive"
+
+    def ledger_path(self) -> Path:
+        return self.state_dir / "emitted.sqlite"
+
+
 class MonitorConfig(_Section):
     """The whole configuration. Sections are added as the daemon grows."""
 
     models: ModelsConfig = ModelsConfig()
     unrest: UnrestConfig = UnrestConfig()
     products: ProductsConfig = ProductsConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    topics: TopicsConfig = TopicsConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    storage: StorageConfig = StorageConfig()
 
 
 class ConfigError(ValueError):

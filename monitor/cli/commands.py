@@ -22,6 +22,9 @@ def run(args: argparse.Namespace, config: MonitorConfig) -> int:
         "model-card": model_card,
         "generate": generate,
         "demo": demo,
+        "run": run_daemon,
+        "publish": publish,
+        "replay": replay,
         "config": show_config,
     }[args.command]
     return handler(args, config)
@@ -166,6 +169,73 @@ def demo(args: argparse.Namespace, config: MonitorConfig) -> int:
     from monitor.demo import run_offline_demo
 
     return run_offline_demo(args.out, config, seed=args.seed)
+
+
+def run_daemon(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor.daemon import Daemon
+
+    daemon = Daemon(config)
+    daemon.install_signal_handlers()
+    stats = daemon.run(until_idle=args.until_idle, max_passes=args.max_passes)
+    print(json.dumps({"passes": stats.passes, "records": stats.records,
+                      "failed_passes": stats.failed_passes}))
+    return 0
+
+
+def _topics(config: MonitorConfig) -> dict[str, str]:
+    return {"interferogram": config.topics.interferograms, "ps_update": config.topics.ps_updates}
+
+
+def publish(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor import publishing
+    from pipelines.context import PipelineContext
+    from pipelines.raster_io import ProductError
+
+    try:
+        if args.kind == "interferogram":
+            message = publishing.interferogram_message(
+                args.path, frame_id=args.frame_id, primary=args.primary,
+                secondary=args.secondary, product_id=args.product_id,
+                coherence_path=args.coherence, region_id=args.region_id,
+                volcano_id=args.volcano_id, inline=args.inline,
+            )
+        else:
+            message = publishing.ps_update_message(
+                args.path, dataset_id=args.dataset, tile_id=args.tile, update_id=args.update_id
+            )
+        item = publishing.outgoing(message)
+    except ProductError as e:
+        return _fail(f"{e} [{e.reason}]")
+    settings = PipelineContext.from_config(config).kafka
+    for it, partition, offset in publishing.publish([item], settings, _topics(config)):
+        print(json.dumps({"published": it.label, "topic": _topics(config)[it.topic_kind],
+                          "partition": partition, "offset": offset}))
+    return 0
+
+
+def replay(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from tqdm import tqdm
+
+    from monitor import publishing
+    from pipelines.context import PipelineContext
+    from pipelines.raster_io import ProductError
+
+    try:
+        items = publishing.scan_archive(args.directory)
+    except ProductError as e:
+        return _fail(f"{e} [{e.reason}] (nothing was published)")
+    if args.dry_run:
+        for it in items:
+            print(json.dumps({"event_time": it.event_time.isoformat(), "kind": it.topic_kind,
+                              "key": it.key, "path": it.label}))
+        return 0
+    settings = PipelineContext.from_config(config).kafka
+    sent = 0
+    stream = publishing.publish(items, settings, _topics(config))
+    for _ in tqdm(stream, total=len(items), unit="msg", desc="replay", file=sys.stderr):
+        sent += 1
+    print(json.dumps({"published": sent, "directory": str(args.directory)}))
+    return 0
 
 
 def show_config(args: argparse.Namespace, config: MonitorConfig) -> int:

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from monitor.config import ConfigError, MonitorConfig, load_config
@@ -34,6 +35,8 @@ examples:
   insar-monitor score-interferogram 20240101_20240113.geo.diff_pha.tif
   insar-monitor classify-ps egms_l2b.csv --out classes.csv
   insar-monitor train trend && insar-monitor evaluate trend
+  insar-monitor run --config deploy/insar-monitor.yaml
+  insar-monitor replay /data/archive --bootstrap kafka:9092
   insar-monitor demo
 
 references:
@@ -62,6 +65,11 @@ def _add_model_dir(p: argparse.ArgumentParser) -> None:
         "--backend", choices=["inprocess", "grpc", "rest"],
         help="override models.backend (inprocess, or a TF-Serving gRPC / REST server)",
     )
+
+
+def _add_kafka(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", help="override kafka.bootstrap_servers (host:port)")
+    p.add_argument("--api-version", help="override kafka.api_version (e.g. 0.9)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +188,82 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
 
     p = sub.add_parser(
+        "run",
+        help="the always-on daemon: Kafka -> Beam pipeline -> detections",
+        description="Consume interferogram.v1 and ps_update.v1 messages, tile and score "
+        "interferograms, classify the PS points each update touches (whole series from the PS "
+        "store), publish detection.v1 messages and dead-letter what cannot be processed.\n\n"
+        "With pipeline.runner FnApiRunner (default) the daemon repeats bounded Beam passes: "
+        "committed offsets .. end offsets, outputs made durable, then offsets committed. "
+        "FlinkRunner / DataflowRunner submit one unbounded streaming job instead.\n\n"
+        "SIGTERM or Ctrl-C: finish and commit the current pass, then exit; a second signal "
+        "abandons the pass uncommitted (it is replayed at the next start).",
+        epilog="examples:\n"
+        "  insar-monitor run --config deploy/insar-monitor.yaml\n"
+        "  INSAR_MONITOR__KAFKA__BOOTSTRAP_SERVERS=kafka:9092 insar-monitor run\n"
+        "  insar-monitor run --bootstrap 127.0.0.1:9092 --api-version 0.9 --until-idle",
+        formatter_class=fmt,
+    )
+    _add_kafka(p)
+    p.add_argument(
+        "--until-idle", action="store_true",
+        help="exit after the first pass that finds nothing new (backfills, tests)",
+    )
+    p.add_argument("--max-passes", type=int, help="exit after this many committed passes")
+    p.add_argument("--state-dir", type=Path, help="override storage.state_dir")
+    _add_config(p)
+
+    p = sub.add_parser(
+        "publish",
+        help="publish one product message (interferogram or PS update)",
+        description="Build an interferogram.v1 or ps_update.v1 message for a file, validate it "
+        "against its schema and publish it (waiting for the broker's acknowledgement). Rasters "
+        "go by reference (file:// URI plus sha256) unless --inline is given.",
+        epilog="examples:\n"
+        "  insar-monitor publish interferogram "
+        "124D_05291_081406/20240101_20240113/20240101_20240113.geo.diff_pha.tif\n"
+        "  insar-monitor publish interferogram phase.tif --frame-id 124D_05291_081406 "
+        "--primary 2024-01-01 --secondary 2024-01-13 --volcano-id etna\n"
+        "  insar-monitor publish ps-update new_epochs.csv --dataset egms-l2b --tile E45N20",
+        formatter_class=fmt,
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    q = kinds.add_parser("interferogram", help="a wrapped-phase raster (GeoTIFF / NetCDF)")
+    q.add_argument("path", type=Path, help="wrapped phase raster (LiCSAR layout fills the ids)")
+    q.add_argument("--frame-id", help="LiCSAR frame id (default: grand-parent directory)")
+    q.add_argument("--primary", type=date.fromisoformat, help="primary date YYYY-MM-DD")
+    q.add_argument("--secondary", type=date.fromisoformat, help="secondary date YYYY-MM-DD")
+    q.add_argument("--product-id", help="default <frame>_<primary>_<secondary>")
+    q.add_argument("--coherence", type=Path, help="coherence raster to reference")
+    q.add_argument("--region-id")
+    q.add_argument("--volcano-id")
+    q.add_argument("--inline", action="store_true", help="embed the raster (small files only)")
+    _add_kafka(q)
+    _add_config(q)
+    q = kinds.add_parser("ps-update", help="new epochs of PS points (EGMS CSV or Parquet)")
+    q.add_argument("path", type=Path, help="EGMS-layout .csv or .parquet with YYYYMMDD columns")
+    q.add_argument("--dataset", required=True, help="dataset id, e.g. egms-l2b-2019-2023")
+    q.add_argument("--tile", required=True, help="spatial tile or burst id")
+    q.add_argument("--update-id", help="unique id within the tile (default: the file stem)")
+    _add_kafka(q)
+    _add_config(q)
+
+    p = sub.add_parser(
+        "replay",
+        help="publish an archive of products in event-time order",
+        description="Publish every product under DIR in event-time order: LiCSAR-layout "
+        "interferograms (<frame>/<yyyymmdd_yyyymmdd>/*.geo.diff_pha.tif|nc), PS update files "
+        "(<dataset>/<tile>/*.csv|parquet) and ready-made *.json messages. Every message is "
+        "validated before the first one is sent.",
+        epilog="example:\n  insar-monitor replay /data/archive/etna-2024 --bootstrap kafka:9092",
+        formatter_class=fmt,
+    )
+    p.add_argument("directory", type=Path)
+    p.add_argument("--dry-run", action="store_true", help="list what would be published")
+    _add_kafka(p)
+    _add_config(p)
+
+    p = sub.add_parser(
         "demo",
         help="offline demo: generate products, score them, classify PS points, print a summary",
         description="Until the streaming daemon lands, the demo generates LiCSAR-like "
@@ -203,6 +287,12 @@ def _config_from(args: argparse.Namespace) -> MonitorConfig:
     scoring = args.command in ("score-interferogram", "classify-ps")
     if scoring and args.model_dir is not None:
         config.models.model_base = args.model_dir
+    if getattr(args, "bootstrap", None):
+        config.kafka.bootstrap_servers = args.bootstrap
+    if getattr(args, "api_version", None):
+        config.kafka.api_version = args.api_version
+    if getattr(args, "state_dir", None):
+        config.storage.state_dir = args.state_dir
     if getattr(args, "backend", None):
         config.models.backend = args.backend
     if getattr(args, "threshold", None) is not None:

@@ -1,0 +1,181 @@
+"""The always-on process behind ``insar-monitor run``.
+
+Embedded mode (``pipeline.runner: FnApiRunner``): loop over bounded passes
+(:mod:`pipelines.bounded`), pausing ``pipeline.poll_interval_s`` when nothing new
+arrived. Before the first pass the models are loaded and checked against their
+contracts (a wrong model fails at start-up, not on the first product) and the
+emitted-id ledger is reconciled with the tails of the output topics (closing the one
+duplicate window a crash can leave, see :mod:`pipelines.ledger`).
+
+Signals: the first SIGTERM or SIGINT lets the running pass finish, commits it and
+exits; a second one abandons the pass *without committing* (it is replayed on the next
+start) — a pass is never half-committed. A pass that fails (broker unreachable, model
+server down) is logged and retried with backoff; its offsets stay uncommitted, so
+nothing is lost. Bad input never fails a pass: it goes to the dead-letter topic.
+
+Cluster mode (``FlinkRunner`` / ``DataflowRunner``): submit the unbounded job of
+:mod:`pipelines.streaming` and wait on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from monitor.config import MonitorConfig
+from pipelines.bounded import PassReport, run_pass
+from pipelines.context import PipelineContext
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 60.0
+
+
+@dataclass
+class DaemonStats:
+    passes: int = 0
+    failed_passes: int = 0
+    records: int = 0
+
+
+class Daemon:
+    """Run the monitor pipeline until stopped.
+
+    Parameters
+    ----------
+    config : MonitorConfig
+    on_pass : callable, optional
+        Called with each committed :class:`PassReport` (the demo prints from it).
+    """
+
+    def __init__(
+        self, config: MonitorConfig, *, on_pass: Callable[[PassReport], None] | None = None
+    ) -> None:
+        self.config = config
+        self.ctx = PipelineContext.from_config(config)
+        self.on_pass = on_pass
+        self.stats = DaemonStats()
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+
+    # -- control ---------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the current pass, commit it, then return from :meth:`run`."""
+        self._stop.set()
+
+    def request_abandon(self) -> None:
+        """Do not commit the current pass (it will be replayed), return as soon as possible."""
+        self._abandon.set()
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self._stop.is_set():
+                log.warning("second signal: abandoning the pass without committing")
+                self.request_abandon()
+                raise SystemExit(128 + signum)
+            log.info("stop requested: finishing the current pass", extra={"signal": signum})
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- running ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load and check both models, create the state directory, reconcile the ledger."""
+        from pipelines.ledger import EmittedLedger
+
+        self.config.storage.state_dir.mkdir(parents=True, exist_ok=True)
+        for endpoint in (self.ctx.unrest, self.ctx.trend):
+            loaded = endpoint.load()
+            log.info(
+                "model ready",
+                extra={"model": loaded.model_id, "backend": endpoint.backend},
+            )
+        ledger = EmittedLedger(self.ctx.ledger_path)
+        try:
+            added = ledger.reconcile(
+                self.ctx.kafka,
+                [self.ctx.detection_topic, self.ctx.dlq_topic],
+                self.config.pipeline.dedupe_scan_records,
+            )
+        finally:
+            ledger.close()
+        if added:
+            log.warning(
+                "ledger reconciled: outputs of an interrupted pass found on the broker",
+                extra={"ids_added": added},
+            )
+
+    def run_once(self) -> PassReport | None:
+        """One pass (None when there was nothing to read)."""
+        report = run_pass(
+            self.ctx,
+            max_records_per_partition=self.config.pipeline.max_records_per_partition,
+            should_commit=lambda: not self._abandon.is_set(),
+        )
+        if report is not None and not self._abandon.is_set():
+            self.stats.passes += 1
+            self.stats.records += report.records
+            if self.on_pass is not None:
+                self.on_pass(report)
+        return report
+
+    def run(self, *, until_idle: bool = False, max_passes: int | None = None) -> DaemonStats:
+        """Loop over passes until stopped (or until a pass finds nothing, with ``until_idle``).
+
+        Returns
+        -------
+        DaemonStats
+        """
+        if self.config.pipeline.runner != "FnApiRunner":
+            self._run_streaming()
+            return self.stats
+        self.prepare()
+        backoff = self.config.pipeline.poll_interval_s
+        log.info(
+            "daemon started",
+            extra={
+                "bootstrap": self.ctx.kafka.bootstrap_servers,
+                "topics": self.ctx.input_topics,
+                "poll_interval_s": self.config.pipeline.poll_interval_s,
+            },
+        )
+        while not self._stop.is_set():
+            if max_passes is not None and self.stats.passes >= max_passes:
+                break
+            try:
+                report = self.run_once()
+            except Exception as e:
+                # Not bad input (that is dead-lettered): the broker, the model server or the
+                # disk failed. Nothing was committed; retry the same pass after a pause.
+                self.stats.failed_passes += 1
+                log.error(
+                    "pass failed; it will be retried",
+                    extra={"error": f"{type(e).__name__}: {e}", "retry_in_s": backoff},
+                )
+                self._stop.wait(backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                continue
+            backoff = self.config.pipeline.poll_interval_s
+            if report is None:
+                if until_idle:
+                    break
+                self._stop.wait(self.config.pipeline.poll_interval_s)
+        log.info("daemon stopped", extra={"passes": self.stats.passes})
+        return self.stats
+
+    def _run_streaming(self) -> None:
+        from pipelines.streaming import build_streaming_pipeline, streaming_options
+
+        p = self.config.pipeline
+        options = streaming_options(p.runner, dict(p.runner_options))
+        pipeline = build_streaming_pipeline(self.ctx, options)
+        log.info("submitting the streaming job", extra={"runner": p.runner})
+        result: Any = pipeline.run()
+        result.wait_until_finish()

@@ -1,0 +1,87 @@
+"""Everything a pipeline stage needs to know, in one picklable value built from the config.
+
+Beam ships DoFns to workers by pickling them; a frozen dataclass of plain values (no open
+clients, no config objects with validators) travels safely to an in-process FnApiRunner
+worker and to a Flink or Dataflow worker alike. Stages open their own connections from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.kafka_io import KafkaSettings
+from pipelines.model_handlers import ModelEndpoint
+from serving.signatures import TREND_MODEL_NAME, UNREST_MODEL_NAME
+
+
+def parse_api_version(text: str | None) -> tuple[int, ...] | None:
+    """``"0.9"`` -> ``(0, 9)``; None stays None (kafka-python then asks the broker)."""
+    return None if text is None else tuple(int(p) for p in text.split("."))
+
+
+@dataclass(frozen=True)
+class PipelineContext:
+    """Settings shared by every stage of one pipeline."""
+
+    kafka: KafkaSettings
+    interferogram_topic: str
+    ps_update_topic: str
+    detection_topic: str
+    dlq_topic: str
+    unrest: ModelEndpoint
+    trend: ModelEndpoint
+    unrest_batch_size: int
+    trend_batch_size: int
+    threshold: float
+    tile_overlap: int
+    min_valid_fraction: float
+    min_firing_tiles: int
+    allowed_crs: tuple[str, ...]
+    phase_tolerance_rad: float
+    min_epochs: int
+    ps_store: str
+    ledger_path: str
+    archive_dir: str | None
+    quicklooks: bool
+
+    @classmethod
+    def from_config(cls, config: Any) -> PipelineContext:
+        """Build from a :class:`monitor.config.MonitorConfig`."""
+        k, t, u, s = config.kafka, config.topics, config.unrest, config.storage
+        return cls(
+            kafka=KafkaSettings(
+                bootstrap_servers=k.bootstrap_servers,
+                group_id=k.group_id,
+                client_id=k.client_id,
+                api_version=parse_api_version(k.api_version),
+                max_message_bytes=k.max_message_bytes,
+            ),
+            interferogram_topic=t.interferograms,
+            ps_update_topic=t.ps_updates,
+            detection_topic=t.detections,
+            dlq_topic=t.dlq,
+            unrest=ModelEndpoint.from_config(config, UNREST_MODEL_NAME),
+            trend=ModelEndpoint.from_config(config, TREND_MODEL_NAME),
+            unrest_batch_size=config.pipeline.unrest_batch_size,
+            trend_batch_size=config.pipeline.trend_batch_size,
+            threshold=u.threshold,
+            tile_overlap=u.tile_overlap,
+            min_valid_fraction=u.min_valid_fraction,
+            min_firing_tiles=u.min_firing_tiles,
+            allowed_crs=tuple(config.products.allowed_crs),
+            phase_tolerance_rad=config.products.phase_tolerance_rad,
+            min_epochs=config.products.min_epochs,
+            ps_store=str(s.ps_store_path()),
+            ledger_path=str(s.ledger_path()),
+            archive_dir=str(s.archive_path()),
+            quicklooks=s.quicklooks,
+        )
+
+    @property
+    def input_topics(self) -> list[str]:
+        return [self.interferogram_topic, self.ps_update_topic]
+
+    def archive_path(self) -> Path | None:
+        return None if self.archive_dir is None else Path(self.archive_dir)

@@ -1,0 +1,192 @@
+"""Beam RunInference model handlers over the project's inference clients.
+
+The pipeline never talks to TensorFlow directly: a :class:`ModelEndpoint` (a small,
+picklable description of where a model is served) builds an
+:class:`serving.clients.InferenceClient` for the configured backend — TF-Serving gRPC
+in production, REST, or an in-process SavedModel in the embedded default — and the
+handlers here adapt it to Beam's ``ModelHandler`` so ``RunInference`` does the
+batching. Clients are cached per process: the daemon runs one Beam pass after another
+and must not reload a SavedModel (seconds) or reopen a channel for every pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from serving.signatures import UNREST_MODEL_NAME
+
+_CLIENTS: dict[ModelEndpoint, LoadedModel] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """Where one model is served and how to call it (hashable: the client-cache key)."""
+
+    backend: str
+    model_name: str
+    model_base: str
+    grpc_target: str
+    rest_url: str
+    version: int | None
+    timeout_s: float
+    max_retries: int
+    max_batch: int
+
+    @classmethod
+    def from_config(cls, config: Any, model_name: str) -> ModelEndpoint:
+        """The endpoint of ``model_name`` as the ``models`` section of a MonitorConfig says."""
+        m = config.models
+        version = m.unrest_version if model_name == UNREST_MODEL_NAME else m.trend_version
+        # Trend series are tiny (a few hundred floats): requests of 64 rows, right for
+        # 224x224 tiles, would leave the model idle between calls.
+        max_batch = m.max_batch if model_name == UNREST_MODEL_NAME else max(
+            m.max_batch, config.pipeline.trend_batch_size
+        )
+        return cls(
+            backend=m.backend,
+            model_name=model_name,
+            model_base=str(m.model_base),
+            grpc_target=m.grpc_target,
+            rest_url=m.rest_url,
+            version=version,
+            timeout_s=m.timeout_s,
+            max_retries=m.max_retries,
+            max_batch=max_batch,
+        )
+
+    def load(self) -> LoadedModel:
+        """The process-wide client for this endpoint, created (and signature-checked) once."""
+        with _CLIENTS_LOCK:
+            loaded = _CLIENTS.get(self)
+            if loaded is None:
+                from serving.clients import RetryPolicy, make_client
+
+                client = make_client(
+                    self.backend,  # type: ignore[arg-type]
+                    self.model_name,
+                    model_dir=self.model_base,
+                    target=self.grpc_target,
+                    url=self.rest_url,
+                    version=self.version,
+                    timeout_s=self.timeout_s,
+                    max_batch_rows=self.max_batch,
+                    retry=RetryPolicy(max_attempts=self.max_retries + 1),
+                )
+                metadata = client.check_signature()
+                loaded = LoadedModel(client, self.model_name, int(metadata["version"]))
+                _CLIENTS[self] = loaded
+            return loaded
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready client and the model version it answered with at start-up."""
+
+    client: Any
+    name: str
+    version: int
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+def close_cached_clients() -> None:
+    """Close every cached client (daemon shutdown, tests)."""
+    with _CLIENTS_LOCK:
+        for loaded in _CLIENTS.values():
+            loaded.client.close()
+        _CLIENTS.clear()
+
+
+class _ClientModelHandler(ModelHandler[Any, PredictionResult, Any]):
+    """Shared plumbing: load = fetch the cached client; batching bounds from the config."""
+
+    def __init__(self, endpoint: ModelEndpoint, batch_size: int) -> None:
+        # min_batch_size 1: a frame with three tiles must not wait for more to arrive.
+        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        self._endpoint = endpoint
+        self._batch_size = batch_size
+
+    def load_model(self) -> LoadedModel:
+        return self._endpoint.load()
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self._batch_size}
+
+    def share_model_across_processes(self) -> bool:
+        return False
+
+    def get_metrics_namespace(self) -> str:
+        return f"insar_monitor.{self._endpoint.model_name}"
+
+
+class UnrestModelHandler(_ClientModelHandler):
+    """Examples: ``(224, 224)`` float32 wrapped-phase tiles -> unrest probability (float)."""
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model: Any,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        phase = np.stack([np.asarray(t, dtype=np.float32) for t in batch])
+        probs = np.asarray(model.client.predict({"phase": phase})["probability"], dtype=float)
+        # The example is not echoed back: tiles are 200 kB each and nothing downstream needs
+        # the pixels, only the probability (keeps shuffles small).
+        return [PredictionResult(None, float(p), model.model_id) for p in probs]
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(int(np.asarray(t).nbytes) for t in batch)
+
+
+@dataclass(frozen=True)
+class SeriesExample:
+    """One PS series for the trend classifier: NaN-right-padded rows of equal length."""
+
+    displacement_mm: np.ndarray
+    time_days: np.ndarray
+
+
+class TrendModelHandler(_ClientModelHandler):
+    """Examples: :class:`SeriesExample` chunks (k series each) -> (k, 5) probabilities.
+
+    Each example already holds many series (one update's points), so the model sees big
+    batches even when updates are small; ``batch_size`` counts examples here.
+    """
+
+    def run_inference(
+        self,
+        batch: Sequence[SeriesExample],
+        model: Any,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        width = max(e.displacement_mm.shape[1] for e in batch)
+
+        def pad(a: np.ndarray) -> np.ndarray:
+            out = np.full((a.shape[0], width), np.nan, dtype=np.float32)
+            out[:, : a.shape[1]] = a
+            return out
+
+        disp = np.concatenate([pad(e.displacement_mm) for e in batch])
+        time = np.concatenate([pad(e.time_days) for e in batch])
+        probs = np.asarray(
+            model.client.predict({"displacement_mm": disp, "time_days": time})["probabilities"],
+            dtype=np.float32,
+        )
+        out, start = [], 0
+        for e in batch:
+            n = e.displacement_mm.shape[0]
+            out.append(PredictionResult(None, probs[start : start + n], model.model_id))
+            start += n
+        return out
+
+    def get_num_bytes(self, batch: Sequence[SeriesExample]) -> int:
+        return sum(int(e.displacement_mm.nbytes) * 2 for e in batch)

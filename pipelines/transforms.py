@@ -1,0 +1,607 @@
+"""The pipeline's stages as composable PTransforms, one job each.
+
+::
+
+    KafkaRecord --DecodeMessages--> interferogram / ps_update / dead letter
+    interferogram --ScoreInterferograms--> fetch + tile (one fused stage; pixels stay here)
+                                           -> RunInference(unrest) -> per-frame decision
+    ps_update --ClassifyPSUpdates--> merge into the PS store (per tile, broker order)
+                                     -> RunInference(trend) -> class changes vs the store
+    detections, dead letters --PublishOnce--> Kafka (+ archive files), each id once
+
+The same transforms run in the embedded bounded passes (FnApiRunner, see
+:mod:`pipelines.bounded`) and in an unbounded Flink/Dataflow job
+(:mod:`pipelines.streaming`). State lives outside Beam — the PS store and the
+emitted-id ledger — and is read and written by key, so neither runner needs Beam state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam import pvalue
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from pipelines.context import PipelineContext
+from pipelines.elements import Decoded, FrameManifest, SourceRef, UpdateManifest
+from pipelines.kafka_io import KafkaRecord
+from pipelines.model_handlers import SeriesExample, TrendModelHandler, UnrestModelHandler
+from pipelines.raster_io import ProductError
+
+log = logging.getLogger(__name__)
+
+DEAD = "dead_letter"
+INTERFEROGRAM = "interferogram"
+PS_UPDATE = "ps_update"
+MANIFEST = "manifest"
+METRICS_NAMESPACE = "insar_monitor"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def dead_letter_for(source: SourceRef, reason: str, error: str, stage: str) -> dict[str, Any]:
+    """A ``dead_letter.v1`` payload for the message at ``source``."""
+    from pipelines.messages import dead_letter
+
+    return dead_letter(
+        source.topic,
+        source.partition,
+        source.offset,
+        source.key,
+        source.value,
+        reason,
+        error,
+        stage,
+    )
+
+
+def source_of(record: KafkaRecord) -> SourceRef:
+    return SourceRef(record.topic, record.partition, record.offset, record.key, record.value)
+
+
+# --- decode ------------------------------------------------------------------------------
+class _DecodeFn(beam.DoFn):
+    def __init__(self) -> None:
+        self.decoded = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "messages_decoded")
+        self.rejected = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "messages_rejected")
+
+    def process(self, record: KafkaRecord):
+        from pipelines.messages import InterferogramMessage, parse_message
+
+        source = source_of(record)
+        try:
+            message = parse_message(record.value)
+        except ProductError as e:
+            self.rejected.inc()
+            log.warning(
+                "message rejected",
+                extra={"reason": e.reason, "topic": record.topic, "offset": record.offset},
+            )
+            yield pvalue.TaggedOutput(DEAD, dead_letter_for(source, e.reason, str(e), "decode"))
+            return
+        self.decoded.inc()
+        tag = INTERFEROGRAM if isinstance(message, InterferogramMessage) else PS_UPDATE
+        yield pvalue.TaggedOutput(tag, Decoded(source, message))
+
+
+class DecodeMessages(beam.PTransform):
+    """KafkaRecord -> tagged ``interferogram`` / ``ps_update`` Decoded, or ``dead_letter``."""
+
+    def expand(self, records):
+        return records | "Decode" >> beam.ParDo(_DecodeFn()).with_outputs(
+            DEAD, INTERFEROGRAM, PS_UPDATE
+        )
+
+
+# --- interferograms ----------------------------------------------------------------------
+class _FetchAndTileFn(beam.DoFn):
+    """Load the wrapped phase by reference, tile it, emit tiles keyed by (product, index)."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.tiles = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles")
+
+    def process(self, item: Decoded):
+        from pipelines.product_fetch import load_wrapped_phase
+        from pipelines.tiling import tile_frame
+        from serving.frame_scoring import tile_record
+
+        msg = item.message
+        try:
+            raster = load_wrapped_phase(
+                msg.wrapped_phase,
+                allowed_crs=list(self.ctx.allowed_crs),
+                phase_tolerance_rad=self.ctx.phase_tolerance_rad,
+            )
+            tiles = tile_frame(
+                raster.phase,
+                overlap=self.ctx.tile_overlap,
+                min_valid_fraction=self.ctx.min_valid_fraction,
+                transform=raster.transform,
+            )
+        except ProductError as e:
+            yield pvalue.TaggedOutput(DEAD, dead_letter_for(item.source, e.reason, str(e), "fetch"))
+            return
+        except ValueError as e:  # too small / not 2-D: the product, not the daemon, is wrong
+            yield pvalue.TaggedOutput(
+                DEAD, dead_letter_for(item.source, "untileable", str(e), "tile")
+            )
+            return
+        key = _product_key(item)
+        records = tuple(tile_record(t) for t in tiles)
+        yield pvalue.TaggedOutput(
+            MANIFEST, (key, FrameManifest(item.source, msg, records, raster.phase.shape))
+        )
+        self.tiles.inc(len(tiles))
+        for index, tile in enumerate(tiles):
+            yield ((key, index), tile.data)
+
+
+def _product_key(item: Decoded) -> str:
+    # The offset disambiguates a product published twice under the same id (a correction).
+    return f"{item.message.product_id}|{item.source.partition}|{item.source.offset}"
+
+
+class _DecideFrameFn(beam.DoFn):
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "frames_scored")
+        self.unrest = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "frames_unrest")
+
+    def process(self, element):
+        _, grouped = element
+        manifests = list(grouped[MANIFEST])
+        scores = sorted(grouped["scores"])  # (tile index, probability, model id)
+        if manifests:  # none when the product was dead-lettered: nothing to decide
+            yield from self._decide(manifests[0], scores)
+
+    def _decide(self, manifest: FrameManifest, scores: list):
+        from serving.frame_scoring import decide_frame
+
+        if len(scores) != len(manifest.tiles):
+            raise RuntimeError(
+                f"{manifest.message.product_id}: {len(scores)} tile scores for "
+                f"{len(manifest.tiles)} tiles (a lost inference result would be a wrong answer)"
+            )
+        frame = decide_frame(
+            list(manifest.tiles),
+            [p for _, p, _ in scores],
+            threshold=self.ctx.threshold,
+            min_firing_tiles=self.ctx.min_firing_tiles,
+        )
+        model = self.ctx.unrest.load()
+        self.frames.inc()
+        if frame.unrest:
+            self.unrest.inc()
+        payload = build_unrest_detection(manifest, frame, model.name, model.version, self.ctx)
+        if frame.unrest:
+            write_frame_quicklook(manifest, payload, self.ctx)
+        yield payload
+
+
+def build_unrest_detection(
+    manifest: FrameManifest, frame: Any, model_name: str, model_version: int, ctx: PipelineContext
+) -> dict[str, Any]:
+    """The ``detection.v1`` payload of one frame decision."""
+    from pipelines.messages import detection_id_unrest, validate
+
+    msg = manifest.message
+    payload: dict[str, Any] = {
+        "schema": "detection.v1",
+        "detection_id": detection_id_unrest(msg.product_id, model_name, model_version),
+        "kind": "interferogram_unrest",
+        "model": {"name": model_name, "version": int(model_version)},
+        "source": manifest.source.as_source(),
+        "event_time": msg.secondary_date.isoformat(),
+        "produced_at": _now_iso(),
+        "product_id": msg.product_id,
+        "frame_id": msg.frame_id,
+        "primary_date": msg.primary_date.isoformat(),
+        "secondary_date": msg.secondary_date.isoformat(),
+        "frame": {
+            **frame.to_json_dict(),
+            "min_firing_tiles": int(ctx.min_firing_tiles),
+        },
+    }
+    for optional in ("region_id", "volcano_id"):
+        if getattr(msg, optional, None):
+            payload[optional] = getattr(msg, optional)
+    validate("detection.v1", payload)
+    return payload
+
+
+class ScoreInterferograms(beam.PTransform):
+    """Decoded interferograms -> ``detection.v1`` dicts (main) and dead letters (``DEAD``)."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def expand(self, decoded):
+        ctx = self.ctx
+        fetched = decoded | "FetchAndTile" >> beam.ParDo(_FetchAndTileFn(ctx)).with_outputs(
+            DEAD, MANIFEST, main="tiles"
+        )
+        scores = (
+            fetched.tiles
+            | "ScoreTiles"
+            >> RunInference(
+                KeyedModelHandler(UnrestModelHandler(ctx.unrest, ctx.unrest_batch_size))
+            )
+            | "KeyByProduct"
+            >> beam.MapTuple(lambda key, pred: (key[0], (key[1], pred.inference, pred.model_id)))
+        )
+        detections = (
+            {MANIFEST: fetched[MANIFEST], "scores": scores}
+            | "JoinFrame" >> beam.CoGroupByKey()
+            | "DecideFrame" >> beam.ParDo(_DecideFrameFn(ctx))
+        )
+        return {"detections": detections, DEAD: fetched[DEAD]}
+
+
+# --- PS updates --------------------------------------------------------------------------
+class _MergeIntoStoreFn(beam.DoFn):
+    """Per store tile: merge the pass's updates in broker order, write the series once, then
+    emit every touched point's whole series for classification.
+
+    A point touched by several updates of one pass is classified once, on behalf of the
+    last update that touched it (the series is the same for all of them by then).
+    """
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.points = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "ps_points_merged")
+
+    def setup(self) -> None:
+        from pipelines.ps_store import PSStore
+
+        self.store = PSStore(self.ctx.ps_store)
+
+    def process(self, element):
+        from pipelines.ps_store import merge_epochs
+        from pipelines.series_packing import pack_series
+
+        store_key, items = element
+        items = sorted(items, key=lambda d: d.source.order)
+        dataset_id, tile_id = items[0].message.dataset_id, items[0].message.tile_id
+        series = self.store.read_series(dataset_id, tile_id)
+        applied: list[tuple[Decoded, np.ndarray]] = []
+        for item in items:
+            msg = item.message
+            try:
+                from pipelines.product_fetch import load_ps_points
+
+                batch = load_ps_points(msg)
+                series, rows = merge_epochs(
+                    series,
+                    dataset_id,
+                    tile_id,
+                    batch.pid,
+                    batch.longitude,
+                    batch.latitude,
+                    batch.dates,
+                    batch.displacement_mm,
+                    batch.quality,
+                )
+            except ProductError as e:
+                yield pvalue.TaggedOutput(
+                    DEAD, dead_letter_for(item.source, e.reason, str(e), "ps_load")
+                )
+                continue
+            except ValueError as e:
+                yield pvalue.TaggedOutput(
+                    DEAD, dead_letter_for(item.source, "bad_points", str(e), "ps_merge")
+                )
+                continue
+            applied.append((item, np.asarray(rows)))
+            self.points.inc(len(rows))
+        if series is None or not applied:
+            return
+        self.store.write_series(series)
+
+        last_owner = np.full(len(series.pid), -1)
+        for k, (_, rows) in enumerate(applied):
+            last_owner[rows] = k
+        days = series.time_days()
+        chunk = max(1, self.ctx.trend_batch_size)
+        for k, (item, rows) in enumerate(applied):
+            own = rows[last_owner[rows] == k]
+            keep, disp, time = pack_series(series.displacement_mm[own], days, self.ctx.min_epochs)
+            classified = own[keep]
+            n_chunks = (len(classified) + chunk - 1) // chunk
+            msg = item.message
+            manifest = UpdateManifest(
+                source=item.source,
+                message=_without_points(msg),
+                pid=series.pid[classified],
+                longitude=series.longitude[classified],
+                latitude=series.latitude[classified],
+                n_chunks=n_chunks,
+                n_skipped=int(len(own) - keep.sum()),
+            )
+            yield pvalue.TaggedOutput(MANIFEST, (store_key, manifest))
+            for c in range(n_chunks):
+                s = slice(c * chunk, (c + 1) * chunk)
+                yield (
+                    (store_key, item.source.order, c),
+                    SeriesExample(disp[s], time[s]),
+                )
+
+
+def _without_points(msg: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(msg, points=None) if getattr(msg, "points", None) else msg
+
+
+class _RecordClassesFn(beam.DoFn):
+    """Per store tile: compare new classes with the stored ones, emit one detection per
+    update, then store the new classes (after the detections, so a crash in between
+    replays to the same detections, which the ledger then drops)."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.changes = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "ps_class_changes")
+        self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "ps_points_classified")
+
+    def setup(self) -> None:
+        from pipelines.ps_store import PSStore
+
+        self.store = PSStore(self.ctx.ps_store)
+
+    def process(self, element):
+        from pipelines.ps_store import PSClasses
+
+        _, grouped = element
+        manifests: list[UpdateManifest] = sorted(grouped[MANIFEST], key=lambda m: m.source.order)
+        if not manifests:
+            return
+        probs_by_chunk = {(order, c): (p, mid) for order, c, p, mid in grouped["scores"]}
+        first = manifests[0].message
+        classes = self.store.read_classes(first.dataset_id, first.tile_id)
+        if classes is None:
+            classes = PSClasses.empty(first.dataset_id, first.tile_id)
+        model = self.ctx.trend.load()
+        out = []
+        for m in manifests:
+            chunks = [probs_by_chunk[(m.source.order, c)][0] for c in range(m.n_chunks)]
+            probs = np.concatenate(chunks) if chunks else np.zeros((0, 5), np.float32)
+            if len(probs) != len(m.pid):
+                raise RuntimeError(
+                    f"update {m.message.update_id}: {len(probs)} classifications for "
+                    f"{len(m.pid)} points"
+                )
+            new_class = probs.argmax(axis=1).astype(np.int8) if len(probs) else np.zeros(0, np.int8)
+            new_prob = probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
+            previous, _ = classes.lookup(m.pid)
+            changed = previous != new_class
+            out.append(build_ps_detection(m, previous, new_class, new_prob, changed, model))
+            classes = classes.with_updates(
+                m.pid, new_class, new_prob, np.full(len(m.pid), m.message.update_id)
+            )
+            self.changes.inc(int(changed.sum()))
+            self.classified.inc(len(m.pid))
+        yield from out
+        self.store.write_classes(classes)
+
+
+def build_ps_detection(
+    manifest: UpdateManifest,
+    previous: np.ndarray,
+    new_class: np.ndarray,
+    new_prob: np.ndarray,
+    changed: np.ndarray,
+    model: Any,
+) -> dict[str, Any]:
+    """The ``detection.v1`` payload of one PS update's classification."""
+    from pipelines.messages import detection_id_ps, validate
+    from serving.signatures import TREND_CLASSES
+
+    msg = manifest.message
+    counts = np.bincount(new_class.astype(int), minlength=len(TREND_CLASSES))
+    changes = [
+        {
+            "pid": str(manifest.pid[i]),
+            "longitude": float(manifest.longitude[i]),
+            "latitude": float(manifest.latitude[i]),
+            "previous_class": None if previous[i] < 0 else TREND_CLASSES[int(previous[i])],
+            "new_class": TREND_CLASSES[int(new_class[i])],
+            "probability": round(float(new_prob[i]), 5),
+        }
+        for i in np.flatnonzero(changed)
+    ]
+    payload = {
+        "schema": "detection.v1",
+        "detection_id": detection_id_ps(
+            msg.dataset_id, msg.tile_id, msg.update_id, model.name, model.version
+        ),
+        "kind": "ps_trend_change",
+        "model": {"name": model.name, "version": int(model.version)},
+        "source": manifest.source.as_source(),
+        "event_time": max(msg.epochs).isoformat(),
+        "produced_at": _now_iso(),
+        "dataset_id": msg.dataset_id,
+        "tile_id": msg.tile_id,
+        "update_id": msg.update_id,
+        "n_points_classified": len(manifest.pid),
+        "n_points_skipped": int(manifest.n_skipped),
+        "class_counts": {c: int(n) for c, n in zip(TREND_CLASSES, counts, strict=True)},
+        "changes": changes,
+    }
+    validate("detection.v1", payload)
+    return payload
+
+
+class ClassifyPSUpdates(beam.PTransform):
+    """Decoded PS updates -> ``detection.v1`` dicts (main) and dead letters (``DEAD``)."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def expand(self, decoded):
+        ctx = self.ctx
+        merged = (
+            decoded
+            | "KeyByStoreTile" >> beam.Map(lambda d: (d.message.store_key, d))
+            | "GroupByStoreTile" >> beam.GroupByKey()
+            | "MergeIntoStore"
+            >> beam.ParDo(_MergeIntoStoreFn(ctx)).with_outputs(DEAD, MANIFEST, main="examples")
+        )
+        scores = (
+            merged.examples
+            | "ClassifySeries"
+            >> RunInference(KeyedModelHandler(TrendModelHandler(ctx.trend, 16)))
+            | "KeyByStoreTileAgain"
+            >> beam.MapTuple(
+                lambda key, pred: (key[0], (key[1], key[2], pred.inference, pred.model_id))
+            )
+        )
+        detections = (
+            {MANIFEST: merged[MANIFEST], "scores": scores}
+            | "JoinUpdate" >> beam.CoGroupByKey()
+            | "RecordClasses" >> beam.ParDo(_RecordClassesFn(ctx))
+        )
+        return {"detections": detections, DEAD: merged[DEAD]}
+
+
+# --- sinks -------------------------------------------------------------------------------
+class _PublishOnceFn(beam.DoFn):
+    """Publish each payload to ``topic`` unless the ledger says it already was.
+
+    The broker's acknowledgement comes before the ledger write (see pipelines/ledger.py for
+    the one window this leaves and how start-up closes it). With ``archive_dir`` every
+    payload is also written as ``<archive>/<kind>/<id>.json`` (same id, same file).
+    """
+
+    def __init__(self, ctx: PipelineContext, topic: str) -> None:
+        self.ctx = ctx
+        self.topic = topic
+        self.published = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"published.{topic}")
+        self.skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"duplicates.{topic}")
+
+    def setup(self) -> None:
+        from pipelines.kafka_io import KafkaPublisher
+        from pipelines.ledger import EmittedLedger
+
+        self.publisher = KafkaPublisher(self.ctx.kafka)
+        self.ledger = EmittedLedger(self.ctx.ledger_path)
+
+    def start_bundle(self) -> None:
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+
+    def process(self, payload: dict[str, Any]):
+        from pipelines.ledger import output_id
+
+        oid = output_id(payload)
+        if self.ledger.seen(self.topic, oid):
+            self.skipped.inc()
+            return
+        self.pending.append((oid, payload))
+        if len(self.pending) >= 500:
+            self._flush()
+
+    def finish_bundle(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        from pipelines.messages import to_bytes
+
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        self._archive(batch)
+        items = [(self._key(p), to_bytes(p)) for _, p in batch]
+        self.publisher.publish_many(self.topic, items)  # returns after every ack
+        self.ledger.record(self.topic, [oid for oid, _ in batch])
+        self.published.inc(len(batch))
+
+    @staticmethod
+    def _key(payload: dict[str, Any]) -> bytes | None:
+        """Topic key of docs/messages.md: product id, store tile, or the original key."""
+        if "product_id" in payload:
+            return str(payload["product_id"]).encode()
+        if "dataset_id" in payload and "tile_id" in payload:
+            return f"{payload['dataset_id']}/{payload['tile_id']}".encode()
+        key = payload.get("source", {}).get("key")
+        return None if key is None else str(key).encode()
+
+    def _archive(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        root = self.ctx.archive_path()
+        if root is None:
+            return
+        for oid, payload in batch:
+            kind = payload.get("kind", "dead_letter")
+            path = root / kind / f"{_safe_name(oid)}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(payload, indent=1))
+            tmp.replace(path)
+
+    def teardown(self) -> None:
+        for closer in ("publisher", "ledger"):
+            obj = getattr(self, closer, None)
+            if obj is not None:
+                obj.close()
+
+
+def _safe_name(oid: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in oid)
+
+
+def write_frame_quicklook(
+    manifest: FrameManifest, payload: dict[str, Any], ctx: PipelineContext
+) -> None:
+    """PNG of the phase with the fired tiles next to the archived detection.
+
+    Re-reads the raster (only frames flagged unrest get a picture); a failure is logged and
+    never costs the detection.
+    """
+    root = ctx.archive_path()
+    if root is None or not ctx.quicklooks:
+        return
+    path = root / payload["kind"] / f"{_safe_name(payload['detection_id'])}.png"
+    try:
+        from monitor.quicklook import plot_frame_score
+        from pipelines.product_fetch import load_wrapped_phase
+
+        raster = load_wrapped_phase(
+            manifest.message.wrapped_phase,
+            allowed_crs=list(ctx.allowed_crs),
+            phase_tolerance_rad=ctx.phase_tolerance_rad,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_frame_score(raster.phase, payload["frame"], path, title=payload["product_id"])
+    except Exception as e:  # a picture must never cost a detection
+        log.warning("quicklook failed", extra={"path": str(path), "error": str(e)})
+
+
+class PublishOnce(beam.PTransform):
+    """Publish output payloads to a topic, each id at most once across replays."""
+
+    def __init__(self, ctx: PipelineContext, topic: str) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.topic = topic
+
+    def expand(self, payloads):
+        return payloads | beam.ParDo(_PublishOnceFn(self.ctx, self.topic))
+
+
+# --- the whole graph ---------------------------------------------------------------------
+def monitor_graph(records, ctx: PipelineContext) -> None:
+    """Attach every stage after a PCollection of :class:`KafkaRecord` (any runner)."""
+    decoded = records | "DecodeMessages" >> DecodeMessages()
+    frames = decoded[INTERFEROGRAM] | "ScoreInterferograms" >> ScoreInterferograms(ctx)
+    ps = decoded[PS_UPDATE] | "ClassifyPSUpdates" >> ClassifyPSUpdates(ctx)
+    detections = (frames["detections"], ps["detections"]) | "AllDetections" >> beam.Flatten()
+    dead = (decoded[DEAD], frames[DEAD], ps[DEAD]) | "AllDeadLetters" >> beam.Flatten()
+    _ = detections | "PublishDetections" >> PublishOnce(ctx, ctx.detection_topic)
+    _ = dead | "PublishDeadLetters" >> PublishOnce(ctx, ctx.dlq_topic)
