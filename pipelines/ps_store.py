@@ -172,6 +172,10 @@ class PSClasses:
         Probability of ``class_id`` given by the classifier.
     update_id : ndarray of str, shape (m,)
         Id of the update whose classification set the row.
+    previous_class_id : ndarray of int8, shape (m,)
+        The class the row had before ``update_id`` set it (-1 = none). Kept so that a
+        replayed update, whose classes were already stored when the daemon died, still
+        reports the same change (see :meth:`before`).
     """
 
     dataset_id: str
@@ -180,6 +184,7 @@ class PSClasses:
     class_id: np.ndarray
     probability: np.ndarray
     update_id: np.ndarray
+    previous_class_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.pid = _as_pid_array(self.pid, "pid")
@@ -187,6 +192,24 @@ class PSClasses:
         self.class_id = _as_1d(self.class_id, np.int8, m, "class_id")
         self.probability = _as_1d(self.probability, np.float32, m, "probability")
         self.update_id = _as_str_array(self.update_id, m, "update_id")
+        if self.previous_class_id is None:
+            self.previous_class_id = np.full(m, -1, dtype=np.int8)
+        self.previous_class_id = _as_1d(self.previous_class_id, np.int8, m, "previous_class_id")
+
+    def before(self, pids: Sequence[str] | np.ndarray, update_id: str) -> np.ndarray:
+        """Each point's class as it was before ``update_id`` classified it (-1 = none).
+
+        For a point last set by ``update_id`` itself (a replay after a crash) that is the
+        stored previous class, otherwise the stored class.
+        """
+        query = _as_pid_array(pids, "pids")
+        idx = _locate(self.pid, query)
+        out = np.full(query.shape[0], -1, dtype=np.int8)
+        known = idx >= 0
+        rows = idx[known]
+        replayed = self.update_id[rows] == update_id
+        out[known] = np.where(replayed, self.previous_class_id[rows], self.class_id[rows])
+        return out
 
     @classmethod
     def empty(cls, dataset_id: str, tile_id: str) -> PSClasses:
@@ -266,10 +289,21 @@ class PSClasses:
         out_class = np.concatenate([self.class_id, new_class[added]])
         out_prob = np.concatenate([self.probability, new_prob[added]])
         out_update = np.concatenate([self.update_id, new_update[added]])
-        out_class[idx[known]] = new_class[known]
-        out_prob[idx[known]] = new_prob[known]
-        out_update[idx[known]] = new_update[known]
-        return PSClasses(self.dataset_id, self.tile_id, pid, out_class, out_prob, out_update)
+        out_previous = np.concatenate(
+            [self.previous_class_id, np.full(int(added.sum()), -1, dtype=np.int8)]
+        )
+        rows = idx[known]
+        # Re-applying the same update keeps the class it had before that update.
+        same_update = self.update_id[rows] == new_update[known]
+        out_previous[rows] = np.where(
+            same_update, self.previous_class_id[rows], self.class_id[rows]
+        )
+        out_class[rows] = new_class[known]
+        out_prob[rows] = new_prob[known]
+        out_update[rows] = new_update[known]
+        return PSClasses(
+            self.dataset_id, self.tile_id, pid, out_class, out_prob, out_update, out_previous
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -511,6 +545,7 @@ class PSStore:
             ds["class_id"].values,
             ds["probability"].values,
             _strings_from_store(ds["update_id"].values),
+            ds["previous_class_id"].values if "previous_class_id" in ds else None,
         )
 
     def write_classes(self, classes: PSClasses) -> None:
@@ -520,6 +555,7 @@ class PSStore:
                 "class_id": ("point", classes.class_id),
                 "probability": ("point", classes.probability),
                 "update_id": ("point", _strings_to_store(classes.update_id)),
+                "previous_class_id": ("point", classes.previous_class_id),
             },
             coords={"pid": ("point", _strings_to_store(classes.pid))},
             attrs=_attrs("classes", classes.dataset_id, classes.tile_id),

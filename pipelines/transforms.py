@@ -343,8 +343,13 @@ def _without_points(msg: Any) -> Any:
 
 class _RecordClassesFn(beam.DoFn):
     """Per store tile: compare new classes with the stored ones, emit one detection per
-    update, then store the new classes (after the detections, so a crash in between
-    replays to the same detections, which the ledger then drops)."""
+    update, and store the new classes.
+
+    Beam publishes the detections after this DoFn returns, so the daemon can die with the
+    classes stored and the detections not yet published. The store therefore remembers,
+    per point, which update set its class and what the class was before
+    (:meth:`PSClasses.before`): a replayed update reports the same changes again, and the
+    ledger drops them if they had been published after all."""
 
     def __init__(self, ctx: PipelineContext) -> None:
         self.ctx = ctx
@@ -380,7 +385,7 @@ class _RecordClassesFn(beam.DoFn):
                 )
             new_class = probs.argmax(axis=1).astype(np.int8) if len(probs) else np.zeros(0, np.int8)
             new_prob = probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
-            previous, _ = classes.lookup(m.pid)
+            previous = classes.before(m.pid, m.message.update_id)
             changed = previous != new_class
             out.append(build_ps_detection(m, previous, new_class, new_prob, changed, model))
             classes = classes.with_updates(
@@ -520,6 +525,7 @@ class _PublishOnceFn(beam.DoFn):
         self._archive(batch)
         items = [(self._key(p), to_bytes(p)) for _, p in batch]
         self.publisher.publish_many(self.topic, items)  # returns after every ack
+        _maybe_crash_after_publish()
         self.ledger.record(self.topic, [oid for oid, _ in batch])
         self.published.inc(len(batch))
 
@@ -550,6 +556,20 @@ class _PublishOnceFn(beam.DoFn):
             obj = getattr(self, closer, None)
             if obj is not None:
                 obj.close()
+
+
+FAULT_EXIT_AFTER_PUBLISH = "INSAR_MONITOR_FAULT_EXIT_AFTER_PUBLISH"
+
+
+def _maybe_crash_after_publish() -> None:
+    """Fault injection for the crash-recovery tests: die like a SIGKILL right after the
+    broker acknowledged outputs, before the ledger and the offsets know (the worst moment).
+    Set the environment variable to the exit status to use; never set in production."""
+    import os
+
+    status = os.environ.get(FAULT_EXIT_AFTER_PUBLISH)
+    if status:
+        os._exit(int(status))
 
 
 def _safe_name(oid: str) -> str:

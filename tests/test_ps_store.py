@@ -487,3 +487,30 @@ def test_report_write_and_read_time_of_a_large_tile(tmp_path):
     )
     _assert_series_equal(back, s)
     assert merged.n_epochs == t + 1
+
+
+def test_classes_remember_the_class_before_an_update_so_a_replay_reports_the_same_change():
+    from pipelines.ps_store import PSClasses
+
+    c0 = PSClasses.empty("d", "t").with_updates(["a", "b"], [1, 1], [0.9, 0.9], "u1")
+    assert list(c0.before(["a", "b", "z"], "u1")) == [-1, -1, -1]
+    c1 = c0.with_updates(["a"], [2], [0.8], "u2")
+    # As the next update sees it, and as a replay of u2 (after c1 was stored) sees it.
+    assert list(c1.before(["a", "b"], "u3")) == [2, 1]
+    assert list(c1.before(["a", "b"], "u2")) == [1, 1]
+    replayed = c1.with_updates(["a"], [2], [0.8], "u2")
+    assert list(replayed.previous_class_id) == [1, -1]
+    assert list(replayed.before(["a"], "u2")) == [1]
+
+
+def test_previous_classes_round_trip_through_the_store(tmp_path):
+    from pipelines.ps_store import PSClasses, PSStore
+
+    store = PSStore(tmp_path)
+    c = PSClasses.empty("d", "t").with_updates(["a"], [1], [0.9], "u1")
+    c = c.with_updates(["a", "b"], [3, 0], [0.7, 0.6], "u2")
+    store.write_classes(c)
+    back = store.read_classes("d", "t")
+    assert back is not None
+    assert list(back.previous_class_id) == [1, -1]
+    assert list(back.before(["a"], "u2")) == [1]
