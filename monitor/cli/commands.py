@@ -166,9 +166,18 @@ def generate(args: argparse.Namespace, config: MonitorConfig) -> int:
 
 
 def demo(args: argparse.Namespace, config: MonitorConfig) -> int:
-    from monitor.demo import run_offline_demo
+    from monitor.demo import DemoError, run_offline_demo, run_streaming_demo
 
-    return run_offline_demo(args.out, config, seed=args.seed)
+    if args.offline:
+        return run_offline_demo(args.out, config, seed=5 if args.seed is None else args.seed)
+    if args.pause < 0 or args.timeout <= 0:
+        return _fail("--pause must be >= 0 and --timeout > 0", 2)
+    try:
+        return run_streaming_demo(
+            args.out, config, seed=args.seed, pause_s=args.pause, timeout_s=args.timeout
+        )
+    except DemoError as e:
+        return _fail(str(e), 2)
 
 
 def run_daemon(args: argparse.Namespace, config: MonitorConfig) -> int:

@@ -265,15 +265,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="offline demo: generate products, score them, classify PS points, print a summary",
-        description="Until the streaming daemon lands, the demo generates LiCSAR-like "
-        "interferograms (with and without volcanic deformation) and an EGMS-like PS file, then "
-        "runs score-interferogram and classify-ps on them with the committed models.",
+        help="streaming demo: embedded broker, the daemon, a scripted scenario, a summary",
+        description="Start an embedded Kafka 0.9 broker and the daemon (in this process), "
+        "generate a scenario under OUT/products (an inflating volcano, hard-negative "
+        "interferograms, a PS tile whose cluster of points starts to accelerate, a malformed "
+        "message and one whose raster is missing) and publish it in event-time order. "
+        "Detections and dead letters are printed as they arrive; once every message is "
+        "accounted for, daemon and broker stop and the results are compared with the "
+        "scenario's truth (also in OUT/summary.json). Exit status 1 if a message was never "
+        "processed.\n\nOUT/kafka, OUT/state and OUT/products are cleared on every run.\n\n"
+        "--offline runs the earlier demo instead: no broker or daemon, the models score "
+        "generated files directly.\n\nThe demo prints every detection and dead letter itself, "
+        "so it logs only errors unless --log-level asks for more.",
+        epilog="examples:\n  insar-monitor demo\n  insar-monitor demo --out /tmp/demo "
+        "--pause 0.5\n  insar-monitor demo --offline",
         formatter_class=fmt,
     )
-    p.add_argument("--out", type=Path, default=Path("build/demo"))
-    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path("build/demo"), help="output directory")
+    p.add_argument(
+        "--seed", type=int,
+        help="scenario seed (default: the scenario's own; 5 with --offline)",
+    )
+    p.add_argument(
+        "--pause", type=float, default=1.5, metavar="SECONDS",
+        help="pause between published messages (default 1.5)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=300.0, metavar="SECONDS",
+        help="give up when not every message is processed after this long (default 300)",
+    )
+    p.add_argument(
+        "--offline", action="store_true",
+        help="the offline demo: score generated files directly, no broker or daemon",
+    )
     _add_config(p)
+    # The demo prints every detection and dead letter itself; the daemon's warnings about the
+    # same events would only interleave with them.
+    p.set_defaults(log_level="ERROR")
 
     p = sub.add_parser("config", help="show the effective configuration or every key")
     p.add_argument("action", choices=["show", "schema"])

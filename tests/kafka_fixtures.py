@@ -1,0 +1,59 @@
+"""Pytest fixtures around one real, embedded Kafka 0.9 broker per test session.
+
+``tests/conftest.py`` makes them available to every test; modules may also import them
+explicitly::
+
+    from tests.kafka_fixtures import kafka_broker, kafka_settings  # noqa: F401
+
+Importing a fixture into a module gives pytest a second fixture definition with its own
+cache, so the broker itself is a process-wide singleton: however many definitions exist, one
+broker is started (lazily, by the first test that needs it) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from monitor.embedded_kafka import EmbeddedKafka
+from pipelines.kafka_io import KafkaSettings
+
+_lock = threading.Lock()
+_broker: EmbeddedKafka | None = None
+
+
+def unique_topic(prefix: str = "test") -> str:
+    """A topic name no other test uses (``[a-zA-Z0-9-]`` only, as Kafka allows)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _shared_broker(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedKafka:
+    global _broker
+    with _lock:
+        if _broker is None or not _broker.running:
+            workdir = tmp_path_factory.mktemp("embedded-kafka")
+            _broker = EmbeddedKafka(workdir, num_partitions=3).start()
+        return _broker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
+    """The session's embedded broker: ZooKeeper + Kafka 0.9.0.1, 3 partitions per new topic."""
+    broker = _shared_broker(tmp_path_factory)
+    yield broker
+    broker.stop()  # idempotent: every definition of this fixture may call it
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: EmbeddedKafka) -> KafkaSettings:
+    """Settings for the session broker with a consumer group of this test's own."""
+    return KafkaSettings(
+        kafka_broker.bootstrap,
+        group_id=f"test-group-{uuid.uuid4().hex[:12]}",
+        client_id="insar-monitor-tests",
+        api_version=(0, 9),
+        request_timeout_ms=15000,
+    )
