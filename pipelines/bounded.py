@@ -111,6 +111,10 @@ def run_pass(
     if not ranges:
         return None
     start = time.perf_counter()
+    log.info(
+        "pass started",
+        extra={"records": sum(len(r) for r in ranges), "partitions": len(ranges)},
+    )
     counters = run_pipeline_over(ctx, ranges)
     if not should_commit():
         log.warning("pass finished but not committed (stop requested): it will be replayed")

@@ -364,19 +364,24 @@ def plan_pass(
             committed = consumer.committed(tp, timeout_ms=settings.request_timeout_ms)
             start = begin if committed is None else int(committed)
             if start < begin:
-                # Kept, not clamped: read_range then fails loudly so that data loss is noticed.
-                logger.warning(
-                    "committed offset is below the log start: retention deleted unread records",
+                # An unattended daemon must not stall on records nobody can read any more:
+                # say loudly how many were lost and go on from the log start (what Kafka's
+                # auto.offset.reset=earliest does).
+                logger.error(
+                    "retention deleted records before they were processed; skipping them",
                     extra={
                         "topic": tp.topic,
                         "partition": tp.partition,
                         "committed": start,
                         "log_start": begin,
+                        "records_lost": begin - start,
                     },
                 )
+                start = begin
             elif start > end:
-                logger.warning(
-                    "committed offset is beyond the log end (topic recreated?)",
+                logger.error(
+                    "committed offset is beyond the log end (topic recreated?); "
+                    "reading the partition from its start",
                     extra={
                         "topic": tp.topic,
                         "partition": tp.partition,
@@ -384,6 +389,7 @@ def plan_pass(
                         "log_end": end,
                     },
                 )
+                start = begin
             if max_records_per_partition is not None:
                 end = min(end, start + max_records_per_partition)
             if end > start:

@@ -219,3 +219,39 @@ def test_crash_after_publishing_then_restart_emits_every_detection_exactly_once(
     dead = _read(config, config.topics.dlq)
     assert [d["dead_letter_id"] for d in dead] == [dead[0]["dead_letter_id"]]
     assert plan_pass(ctx.kafka, ctx.input_topics) == []
+
+
+def test_sigterm_during_a_pass_finishes_and_commits_it_then_exits_cleanly(
+    tmp_path, kafka_broker  # noqa: F811
+):
+    import signal
+    import time
+
+    config, config_path = _config(tmp_path, kafka_broker.bootstrap)
+    ctx = PipelineContext.from_config(config)
+    paths = [_frame(tmp_path, "124D_05291_081406", volume=0.0, seed=20 + k) for k in range(6)]
+    list(publish([outgoing(interferogram_message(p)) for p in paths], ctx.kafka,
+                 _topics(config)))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli.main", "run", "--config", str(config_path),
+         "--log-level", "INFO"],
+        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if '"pass started"' in line:
+                break
+            assert time.monotonic() < deadline, "the daemon never started a pass"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)  # drains the pipes so logging never blocks the daemon
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    # The pass that was running when the signal came was finished and committed.
+    ids = [d["detection_id"] for d in _read(config, config.topics.detections)]
+    assert len(ids) == 6 == len(set(ids))
+    assert plan_pass(ctx.kafka, ctx.input_topics) == []
