@@ -499,9 +499,27 @@ class EmbeddedKafka:
             if self._zookeeper is not None and self._zookeeper.poll() is not None:
                 raise self._startup_error(f"ZooKeeper exited with {self._zookeeper.returncode}")
             if _STARTED_MARKER in self.kafka_log.read_text(errors="replace"):
+                self._wait_for_metadata(deadline)
                 return
             time.sleep(0.1)
         raise self._startup_error(f"no {_STARTED_MARKER!r} after {self.start_timeout_s:.0f} s")
+
+    def _wait_for_metadata(self, deadline: float) -> None:
+        """The log line comes before the broker lists itself in metadata responses; a client
+        arriving in between gets an empty broker list, so wait for the listing too."""
+        from pipelines.kafka_io import KafkaIOError, KafkaSettings, topic_partitions
+
+        settings = KafkaSettings(self.bootstrap, api_version=(0, 9), request_timeout_ms=5000)
+        while True:
+            try:
+                topic_partitions(settings, [])
+                return
+            except KafkaIOError:
+                if time.monotonic() > deadline:
+                    raise self._startup_error(
+                        "the broker never listed itself in metadata"
+                    ) from None
+                time.sleep(0.2)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker, then ZooKeeper; safe to call repeatedly.

@@ -36,6 +36,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+# Lines third-party libraries log on every Beam pass that say nothing an operator can act on.
+_NOISE = (
+    "Resource module is not available for current platform",  # RunInference, twice a pass
+    "apitools not found",  # Beam's GCP extras, absent on purpose
+)
+
+
+def _drop_known_noise(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(fragment in message for fragment in _NOISE)
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send JSON lines to stderr at ``level``; quieten TensorFlow's C++ chatter."""
     import os
@@ -43,6 +55,7 @@ def configure_logging(level: str = "INFO") -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(_drop_known_noise)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -75,8 +75,10 @@ class PassReport:
 
 def bounded_options() -> PipelineOptions:
     """FnApiRunner, named explicitly so Beam never tries to download a runner."""
+    # flags=[]: otherwise Beam parses the host program's sys.argv, and a flag of ours that
+    # happens to share a Beam option's name would silently change the pass.
     return PipelineOptions(
-        runner="FnApiRunner", direct_num_workers=1, direct_running_mode="in_memory"
+        flags=[], runner="FnApiRunner", direct_num_workers=1, direct_running_mode="in_memory"
     )
 
 

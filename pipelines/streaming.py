@@ -91,7 +91,7 @@ def streaming_options(runner: str, runner_options: dict[str, str]) -> PipelineOp
     ``project``/``region``/``temp_location`` from ``pipeline.runner_options``."""
     flags = [f"--runner={runner}", "--streaming"]
     flags += [f"--{k}={v}" for k, v in sorted(runner_options.items())]
-    options = PipelineOptions(flags)
+    options = PipelineOptions(flags=flags)
     options.view_as(StandardOptions).streaming = True
     return options
 
