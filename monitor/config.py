@@ -128,6 +128,7 @@ class TopicsConfig(_Section):
     ps_updates: str = Field("insar.ps-updates", description="ps_update.v1 in.")
     detections: str = Field("insar.detections", description="detection.v1 out.")
     dlq: str = Field("insar.dlq", description="dead_letter.v1 out: what could not be processed.")
+    hotspots: str = Field("insar.hotspots", description="hotspot.v1 out: hot spots and ADAs.")
 
 
 class PipelineConfig(_Section):
@@ -159,6 +160,48 @@ class PipelineConfig(_Section):
         10000, ge=0,
         description="Records per output partition re-read at start-up to learn which "
         "detections a crashed run already published (so a replay never emits them twice).",
+    )
+
+
+class HotspotsConfig(_Section):
+    """Rolling Getis-Ord Gi* hot spots and active deformation areas (ADAs) over PS velocities."""
+
+    enabled: bool = Field(True, description="Recompute hot spots after every PS update.")
+    distance_m: float = Field(
+        150.0, gt=0, le=10000,
+        description="Distance band of the binary Gi* weights, metres (the paper's d = 150 m).",
+    )
+    window_days: int = Field(
+        365, ge=30, le=3650, description="Rolling window the velocities are fitted on, days."
+    )
+    min_window_epochs: int = Field(
+        5, ge=3, le=1000, description="Fewest epochs in the window for a point's velocity."
+    )
+    fdr: bool = Field(
+        True, description="Judge significance on Benjamini-Hochberg adjusted p-values."
+    )
+    alpha: float = Field(0.05, gt=0, le=0.5, description="Significance level of a hot spot.")
+    stability_threshold_mm_yr: float = Field(
+        10.0, ge=0, le=1000,
+        description="|velocity| below this is stable ground and never part of an ADA "
+        "(the paper's +-10 mm/yr).",
+    )
+    min_area_points: int = Field(5, ge=1, le=100000, description="Fewest points in an ADA.")
+    tile_size_m: float = Field(
+        5000.0, ge=100, description="Metric tiles recomputed around an update (halo = distance)."
+    )
+    kde_cell_m: float = Field(50.0, gt=0, description="Cell size of the density surface, metres.")
+    kde_radius_m: float = Field(
+        300.0, gt=0, description="Quartic kernel radius of the z-weighted density, metres."
+    )
+    crs: str | None = Field(
+        None, description="Metric CRS for distances (None = the UTM zone of the dataset)."
+    )
+    full_recompute_drift: float = Field(
+        0.01, ge=0, le=1,
+        description="Recompute every point, not only the touched tiles, when the dataset's "
+        "velocity mean or standard deviation moved by more than this fraction of the standard "
+        "deviation since the last whole computation (the Gi* z-scores depend on both).",
     )
 
 
@@ -197,6 +240,7 @@ class MonitorConfig(_Section):
     kafka: KafkaConfig = KafkaConfig()
     topics: TopicsConfig = TopicsConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    hotspots: HotspotsConfig = HotspotsConfig()
     storage: StorageConfig = StorageConfig()
 
 

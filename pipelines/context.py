@@ -21,6 +21,13 @@ def parse_api_version(text: str | None) -> tuple[int, ...] | None:
     return None if text is None else tuple(int(p) for p in text.split("."))
 
 
+def _hotspot_params(config: Any) -> Any:
+    from pipelines.hotspots.engine import HotspotParams
+
+    section = config.hotspots
+    return HotspotParams.from_config(section) if section.enabled else None
+
+
 @dataclass(frozen=True)
 class PipelineContext:
     """Settings shared by every stage of one pipeline."""
@@ -45,6 +52,8 @@ class PipelineContext:
     ledger_path: str
     archive_dir: str | None
     quicklooks: bool
+    hotspot_topic: str = "insar.hotspots"
+    hotspots: Any = None  # pipelines.hotspots.engine.HotspotParams, None = hot spots off
 
     @classmethod
     def from_config(cls, config: Any) -> PipelineContext:
@@ -77,6 +86,8 @@ class PipelineContext:
             ledger_path=str(s.ledger_path()),
             archive_dir=str(s.archive_path()),
             quicklooks=s.quicklooks,
+            hotspot_topic=t.hotspots,
+            hotspots=_hotspot_params(config),
         )
 
     @property

@@ -39,6 +39,7 @@ DEAD = "dead_letter"
 INTERFEROGRAM = "interferogram"
 PS_UPDATE = "ps_update"
 MANIFEST = "manifest"
+TOUCHED = "touched"
 METRICS_NAMESPACE = "insar_monitor"
 
 
@@ -395,6 +396,19 @@ class _RecordClassesFn(beam.DoFn):
             self.classified.inc(len(m.pid))
         yield from out
         self.store.write_classes(classes)
+        for m in manifests:
+            # Tells the hot-spot stage which store tiles changed, once classes are stored.
+            yield pvalue.TaggedOutput(
+                TOUCHED,
+                (
+                    m.message.dataset_id,
+                    {
+                        "update_id": m.message.update_id,
+                        "tile_id": m.message.tile_id,
+                        **m.source.as_source(),
+                    },
+                ),
+            )
 
 
 def build_ps_detection(
@@ -471,12 +485,63 @@ class ClassifyPSUpdates(beam.PTransform):
                 lambda key, pred: (key[0], (key[1], key[2], pred.inference, pred.model_id))
             )
         )
-        detections = (
+        recorded = (
             {MANIFEST: merged[MANIFEST], "scores": scores}
             | "JoinUpdate" >> beam.CoGroupByKey()
-            | "RecordClasses" >> beam.ParDo(_RecordClassesFn(ctx))
+            | "RecordClasses"
+            >> beam.ParDo(_RecordClassesFn(ctx)).with_outputs(TOUCHED, main="detections")
         )
-        return {"detections": detections, DEAD: merged[DEAD]}
+        return {"detections": recorded.detections, DEAD: merged[DEAD], TOUCHED: recorded[TOUCHED]}
+
+
+class _HotspotFn(beam.DoFn):
+    """Per dataset: recompute hot spots and ADAs for the store tiles this pass touched."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.computed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "hotspot_computations")
+
+    def setup(self) -> None:
+        from pipelines.hotspots.engine import HotspotStateStore
+        from pipelines.ps_store import PSStore
+
+        self.store = PSStore(self.ctx.ps_store)
+        self.states = HotspotStateStore(self.ctx.ps_store)
+
+    def process(self, element):
+        from pipelines.hotspots.engine import compute_hotspots, write_products
+        from pipelines.messages import validate
+
+        dataset_id, triggers = element
+        triggers = sorted(triggers, key=lambda t: (t["topic"], t["partition"], t["offset"]))
+        tiles = sorted({t["tile_id"] for t in triggers})
+        state = self.states.read(dataset_id)
+        result, new_state = compute_hotspots(
+            state, self.store, tiles, triggers, self.ctx.hotspots
+        )
+        root = self.ctx.archive_path()
+        if root is not None:
+            directory = root / "hotspots" / _safe_name(result.payload["hotspot_id"])
+            result.payload["products"] = write_products(result, directory)
+        validate("hotspot.v1", result.payload)
+        self.states.write(new_state)
+        self.computed.inc()
+        yield result.payload
+
+
+class ComputeHotspots(beam.PTransform):
+    """``(dataset_id, trigger)`` per updated store tile -> one ``hotspot.v1`` per dataset."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def expand(self, touched):
+        return (
+            touched
+            | "GroupByDataset" >> beam.GroupByKey()
+            | "HotspotsAndAreas" >> beam.ParDo(_HotspotFn(self.ctx))
+        )
 
 
 # --- sinks -------------------------------------------------------------------------------
@@ -536,6 +601,8 @@ class _PublishOnceFn(beam.DoFn):
         """Topic key of docs/messages.md: product id, store tile, or the original key."""
         if "product_id" in payload:
             return str(payload["product_id"]).encode()
+        if payload.get("schema") == "hotspot.v1":
+            return str(payload["dataset_id"]).encode()
         if "dataset_id" in payload and "tile_id" in payload:
             return f"{payload['dataset_id']}/{payload['tile_id']}".encode()
         key = payload.get("source", {}).get("key")
@@ -546,7 +613,7 @@ class _PublishOnceFn(beam.DoFn):
         if root is None:
             return
         for oid, payload in batch:
-            kind = payload.get("kind", "dead_letter")
+            kind = payload.get("kind") or str(payload.get("schema", "dead_letter")).split(".")[0]
             path = root / kind / f"{_safe_name(oid)}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".json.tmp")
@@ -627,3 +694,6 @@ def monitor_graph(records, ctx: PipelineContext) -> None:
     dead = (decoded[DEAD], frames[DEAD], ps[DEAD]) | "AllDeadLetters" >> beam.Flatten()
     _ = detections | "PublishDetections" >> PublishOnce(ctx, ctx.detection_topic)
     _ = dead | "PublishDeadLetters" >> PublishOnce(ctx, ctx.dlq_topic)
+    if ctx.hotspots is not None:
+        hotspots = ps[TOUCHED] | "ComputeHotspots" >> ComputeHotspots(ctx)
+        _ = hotspots | "PublishHotspots" >> PublishOnce(ctx, ctx.hotspot_topic)

@@ -42,6 +42,7 @@ def _config_dict(tmp_path: Path, bootstrap: str) -> dict:
             "ps_updates": f"ps-{tag}",
             "detections": f"det-{tag}",
             "dlq": f"dlq-{tag}",
+            "hotspots": f"hot-{tag}",
         },
         "pipeline": {"poll_interval_s": 0.2},
         "storage": {"state_dir": str(tmp_path / "state")},
@@ -157,6 +158,13 @@ def test_products_and_updates_become_detections_and_bad_input_is_dead_lettered(
     assert len(list((archive / "interferogram_unrest").glob("*.json"))) == 2
     assert list((archive / "interferogram_unrest").glob("*.png"))
 
+    # The PS update also produced the dataset's rolling hot spots, with their products on disk.
+    (hot,) = _read(config, config.topics.hotspots)
+    assert hot["schema"] == "hotspot.v1" and hot["dataset_id"] == "egms"
+    assert hot["summary"]["n_points"] == 30
+    assert [t["update_id"] for t in hot["triggered_by"]] == ["u1"]
+    assert Path(hot["products"]["map_png"].removeprefix("file://")).is_file()
+
     # A later update: the store keeps the whole series and reports class changes against it.
     second = _ps_update(tmp_path, "u2", date(2023, 1, 1) + timedelta(days=480), 10, 2, slopes)
     list(publish([outgoing(ps_update_message(second, dataset_id="egms", tile_id="T1"))],
@@ -168,6 +176,8 @@ def test_products_and_updates_become_detections_and_bad_input_is_dead_lettered(
     for change in ps2[0]["changes"]:
         assert change["previous_class"] == before[change["pid"]]
         assert change["new_class"] != change["previous_class"]
+    hotspots = _read(config, config.topics.hotspots)
+    assert len(hotspots) == 2 and hotspots[1]["triggered_by"][0]["update_id"] == "u2"
     from pipelines.ps_store import PSStore
 
     series = PSStore(config.storage.ps_store_path()).read_series("egms", "T1")

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace, config: MonitorConfig) -> int:
         "run": run_daemon,
         "publish": publish,
         "replay": replay,
+        "hotspots": hotspots,
         "config": show_config,
     }[args.command]
     return handler(args, config)
@@ -244,6 +245,20 @@ def replay(args: argparse.Namespace, config: MonitorConfig) -> int:
     for _ in tqdm(stream, total=len(items), unit="msg", desc="replay", file=sys.stderr):
         sent += 1
     print(json.dumps({"published": sent, "directory": str(args.directory)}))
+    return 0
+
+
+def hotspots(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor.hotspot_command import run_hotspots
+    from pipelines.hotspots.engine import HotspotParams
+    from pipelines.raster_io import ProductError
+
+    try:
+        summary = run_hotspots(args.input, args.out, HotspotParams.from_config(config.hotspots))
+    except (ProductError, ValueError) as e:
+        reason = getattr(e, "reason", "invalid_input")
+        return _fail(f"{e} [{reason}]")
+    print(json.dumps(summary))
     return 0
 
 

@@ -249,6 +249,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(q)
 
     p = sub.add_parser(
+        "hotspots",
+        help="Getis-Ord Gi* hot spots, density surface and deformation areas of a product",
+        description="Compute Getis-Ord Gi* (binary weights within --distance metres, star form, "
+        "sign-correct for signed LOS velocities) over the points of INPUT, judge significance "
+        "with Benjamini-Hochberg FDR, cluster significant points faster than the stability "
+        "threshold into active deformation areas (hot and cold apart), and compute the "
+        "z-weighted quartic kernel density surface.\n\nINPUT is an EGMS-style CSV (velocity "
+        "from mean_velocity, else fitted over the last hotspots.window_days of its date "
+        "columns) or a NetCDF velocity grid. Points are projected to the UTM zone of the data "
+        "(or hotspots.crs) before distances are taken.\n\nWrites to --out: points.csv "
+        "(velocity, z, p, hotspot_class -3..3), areas.geojson, kde.nc, kde.tif, map.png, "
+        "summary.json.",
+        epilog="examples:\n"
+        "  insar-monitor hotspots egms_l2b_tile.csv --out build/hotspots\n"
+        "  insar-monitor hotspots velocity_grid.nc --distance 300 --no-fdr --out out/",
+        formatter_class=fmt,
+    )
+    p.add_argument("input", type=Path, help="EGMS-style CSV or NetCDF velocity grid")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--distance", type=float, help="distance band, metres (default 150)")
+    p.add_argument("--alpha", type=float, help="significance level (default 0.05)")
+    p.add_argument("--no-fdr", action="store_true", help="judge raw p-values, not FDR")
+    p.add_argument("--stability-threshold", type=float,
+                   help="|velocity| in mm/yr below which ground is stable (default 10)")
+    _add_config(p)
+
+    p = sub.add_parser(
         "replay",
         help="publish an archive of products in event-time order",
         description="Publish every product under DIR in event-time order: LiCSAR-layout "
@@ -315,6 +342,16 @@ def _config_from(args: argparse.Namespace) -> MonitorConfig:
     scoring = args.command in ("score-interferogram", "classify-ps")
     if scoring and args.model_dir is not None:
         config.models.model_base = args.model_dir
+    if args.command == "hotspots":
+        h = config.hotspots
+        if args.distance is not None:
+            h.distance_m = args.distance
+        if args.alpha is not None:
+            h.alpha = args.alpha
+        if args.no_fdr:
+            h.fdr = False
+        if args.stability_threshold is not None:
+            h.stability_threshold_mm_yr = args.stability_threshold
     if getattr(args, "bootstrap", None):
         config.kafka.bootstrap_servers = args.bootstrap
     if getattr(args, "api_version", None):
@@ -333,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from monitor.logs import configure_logging, import_tensorflow_quietly
 
     configure_logging(args.log_level)
-    if args.command not in ("config", "generate") and args.log_level.upper() != "DEBUG":
+    if args.command not in ("config", "generate", "hotspots") and args.log_level.upper() != "DEBUG":
         import_tensorflow_quietly()
     try:
         config = _config_from(args)

@@ -1,0 +1,92 @@
+"""``insar-monitor hotspots``: hot spots and active deformation areas of one velocity product.
+
+The input is either an EGMS-style CSV (velocity from its ``mean_velocity`` column, or fitted
+over the last ``window_days`` of its date columns when it has none) or a NetCDF velocity
+grid (every finite cell is a point; a grid in a metric CRS such as EGMS L3's EPSG:3035 is
+converted to longitude/latitude first, then projected like any other input). The output
+directory gets the per-point table (velocity, z, p, confidence bin), the areas as GeoJSON,
+the z-weighted density surface as NetCDF and GeoTIFF, and a PNG map.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.raster_io import ProductError
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+
+
+def points_from_csv(path: Path, window_days: int, min_epochs: int) -> pd.DataFrame:
+    """pid, longitude, latitude, velocity_mm_yr from an EGMS-style CSV."""
+    from pipelines.egms_csv import read_egms_csv
+
+    head = pd.read_csv(path, nrows=0).columns
+    if "mean_velocity" in head:
+        cols = [c for c in ("pid", "longitude", "latitude", "mean_velocity") if c in head]
+        table = pd.read_csv(path, usecols=cols, dtype={"pid": str})
+        missing = {"pid", "longitude", "latitude"} - set(table.columns)
+        if missing:
+            raise ProductError("schema_error", f"{path}: missing columns {sorted(missing)}")
+        return table.rename(columns={"mean_velocity": "velocity_mm_yr"})
+    from pipelines.hotspots.velocity import rolling_velocity
+
+    ps = read_egms_csv(path, min_epochs=1)
+    dates = np.array(ps.dates, dtype="datetime64[D]")
+    vel = rolling_velocity(dates, ps.displacement_mm, window_days=window_days,
+                           min_epochs=min_epochs)
+    return pd.DataFrame({"pid": ps.pid.astype(str), "longitude": ps.longitude,
+                         "latitude": ps.latitude, "velocity_mm_yr": vel.velocity_mm_yr})
+
+
+def points_from_netcdf(path: Path) -> pd.DataFrame:
+    """Every finite cell of a velocity grid as a point (cell centres)."""
+    import rioxarray  # noqa: F401
+    import xarray as xr
+
+    ds = xr.open_dataset(path, engine="h5netcdf", decode_coords="all")
+    names = [n for n in ("velocity", "mean_velocity", "vel", "Band1", "band_data")
+             if n in ds.data_vars] or [n for n, v in ds.data_vars.items() if v.ndim == 2]
+    if not names:
+        raise ProductError("no_velocity_variable", f"{path}: no 2-D velocity variable")
+    da = ds[names[0]].squeeze()
+    crs = da.rio.crs
+    if crs is None:
+        raise ProductError("no_crs", f"{path}: the velocity grid has no CRS")
+    xdim, ydim = da.rio.x_dim, da.rio.y_dim
+    xx, yy = np.meshgrid(da[xdim].values, da[ydim].values)
+    values = np.asarray(da.values, dtype=float)
+    ok = np.isfinite(values)
+    x, y = xx[ok], yy[ok]
+    if crs.is_geographic:
+        lon, lat = x, y
+    else:
+        from pyproj import Transformer
+
+        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return pd.DataFrame({"pid": [f"cell_{i}" for i in range(ok.sum())], "longitude": lon,
+                         "latitude": lat, "velocity_mm_yr": values[ok]})
+
+
+def run_hotspots(path: Path, out: Path, params: Any) -> dict[str, Any]:
+    """Analyse ``path``, write the products into ``out``; return a summary dict."""
+    from pipelines.hotspots.engine import analyse_snapshot, write_products
+
+    path = Path(path)
+    if not path.is_file():
+        raise ProductError("not_found", f"{path}: file not found")
+    if path.suffix.lower() in NETCDF_SUFFIXES:
+        points = points_from_netcdf(path)
+    else:
+        points = points_from_csv(path, params.window_days, params.min_window_epochs)
+    result = analyse_snapshot(points, params, label=path.stem)
+    products = write_products(result, Path(out))
+    summary = {**result.payload["summary"], "n_areas": len(result.payload["areas"]),
+               "crs": result.crs, "products": products}
+    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

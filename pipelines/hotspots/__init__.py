@@ -1,0 +1,1 @@
+"""Rolling hot spots: Getis-Ord Gi*, kernel density and active deformation areas."""

@@ -1,0 +1,466 @@
+"""Rolling hot spots of one PS dataset, recomputed after its store tiles were updated.
+
+What one computation does, for the dataset's points:
+
+1. refresh the rolling-window velocity (and the last trend class) of every point of the store
+   tiles the updates touched;
+2. Getis-Ord Gi* over all points with a velocity, in a metric CRS fixed at the first
+   computation. Only the metric tiles holding touched points (plus a halo of the distance
+   band, :func:`pipelines.hotspots.tiled.gi_star_tiled`) are recomputed, with the
+   dataset-wide mean and standard deviation; when those have drifted by more than
+   ``full_recompute_drift`` standard deviations since the last whole computation, every
+   point is recomputed (z-scores of untouched tiles depend on them);
+3. Benjamini-Hochberg FDR over all p-values, ArcGIS-style confidence bins;
+4. active deformation areas (hot and cold separately, above the stability threshold),
+   tracked against the previous computation's areas (stable ids);
+5. the z-weighted quartic kernel density surface.
+
+The per-dataset state (points table, tracked areas, the statistics of the last whole
+computation) lives next to the PS store. It remembers which computation produced it and the
+areas before it, so replaying the same triggering updates after a crash reproduces the
+same area statuses ("new" stays "new") instead of comparing the areas with themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.signatures import TREND_CLASSES
+
+STATE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class HotspotParams:
+    """The method's parameters (see the ``hotspots`` section of the configuration)."""
+
+    distance_m: float = 150.0
+    window_days: int = 365
+    min_window_epochs: int = 5
+    fdr: bool = True
+    alpha: float = 0.05
+    stability_threshold_mm_yr: float = 10.0
+    min_area_points: int = 5
+    tile_size_m: float = 5000.0
+    kde_cell_m: float = 50.0
+    kde_radius_m: float = 300.0
+    crs: str | None = None
+    full_recompute_drift: float = 0.01
+
+    @classmethod
+    def from_config(cls, section: Any) -> HotspotParams:
+        return cls(**{f: getattr(section, f) for f in cls.__dataclass_fields__})
+
+
+@dataclass
+class DatasetState:
+    """Everything a dataset's next computation needs from the previous one."""
+
+    dataset_id: str
+    crs: str | None = None
+    points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    window_end: str | None = None
+    full_stats: tuple[float, float] | None = None  # (mean, std) of the last whole computation
+    tracked: list[Any] = field(default_factory=list)  # TrackedArea of the last computation
+    last_hotspot_id: str | None = None
+    tracked_before_last: list[Any] = field(default_factory=list)
+
+
+def hotspot_id(dataset_id: str, triggers: Sequence[dict[str, Any]]) -> str:
+    """Deterministic id of the computation triggered by ``triggers`` (their source offsets)."""
+    keys = sorted(f"{t['topic']}/{t['partition']}/{t['offset']}" for t in triggers)
+    digest = hashlib.sha1("\n".join(keys).encode()).hexdigest()[:12]
+    return f"hotspots:{dataset_id}:{digest}"
+
+
+# --- state on disk -------------------------------------------------------------------------
+class HotspotStateStore:
+    """One pickle per dataset under ``<root>/<dataset>/_hotspots.pkl``, replaced atomically."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, dataset_id: str) -> Path:
+        from pipelines.ps_store import encode_id
+
+        return self.root / encode_id(dataset_id) / "_hotspots.pkl"
+
+    def read(self, dataset_id: str) -> DatasetState:
+        path = self._path(dataset_id)
+        if not path.is_file():
+            return DatasetState(dataset_id)
+        with path.open("rb") as f:
+            version, state = pickle.load(f)
+        if version != STATE_FORMAT:
+            raise ValueError(f"{path}: hot-spot state format {version}, expected {STATE_FORMAT}")
+        return state
+
+    def write(self, state: DatasetState) -> None:
+        path = self._path(state.dataset_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hotspots-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump((STATE_FORMAT, state), f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+# --- the computation -------------------------------------------------------------------------
+@dataclass
+class HotspotResult:
+    """One computation: the payload of ``hotspot.v1`` and the arrays behind the products."""
+
+    payload: dict[str, Any]
+    points: pd.DataFrame
+    tracked: list[Any]
+    kde: Any  # xarray.DataArray or None
+    crs: str
+
+
+def _refresh_points(
+    state: DatasetState, store: Any, tiles: Sequence[str], params: HotspotParams
+) -> tuple[pd.DataFrame, str]:
+    """Velocity and trend class of the points of ``tiles``, upserted into the points table."""
+    from pipelines.hotspots.velocity import rolling_velocity
+
+    frames = []
+    ends = [state.window_end] if state.window_end else []
+    for tile_id in tiles:
+        series = store.read_series(state.dataset_id, tile_id)
+        if series is None:
+            continue
+        ends.append(str(series.dates[-1]))
+    window_end = max(ends) if ends else None
+    for tile_id in tiles:
+        series = store.read_series(state.dataset_id, tile_id)
+        if series is None or window_end is None:
+            continue
+        vel = rolling_velocity(
+            series.dates,
+            series.displacement_mm,
+            window_days=params.window_days,
+            end=np.datetime64(window_end, "D"),
+            min_epochs=params.min_window_epochs,
+        )
+        classes = store.read_classes(state.dataset_id, tile_id)
+        trend = (
+            classes.lookup(series.pid)[0]
+            if classes is not None
+            else np.full(len(series.pid), -1, np.int8)
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "store_tile": tile_id,
+                    "pid": series.pid.astype(str),
+                    "longitude": series.longitude,
+                    "latitude": series.latitude,
+                    "velocity_mm_yr": vel.velocity_mm_yr,
+                    "trend_class": trend.astype(np.int8),
+                }
+            )
+        )
+    points = state.points
+    if frames:
+        fresh = pd.concat(frames, ignore_index=True)
+        if len(points):
+            stale = points.set_index(["store_tile", "pid"]).index.isin(
+                fresh.set_index(["store_tile", "pid"]).index
+            )
+            points = pd.concat([points[~stale], fresh], ignore_index=True)
+        else:
+            points = fresh
+    return points.reset_index(drop=True), window_end or ""
+
+
+def compute_hotspots(
+    state: DatasetState,
+    store: Any,
+    touched_tiles: Sequence[str],
+    triggers: Sequence[dict[str, Any]],
+    params: HotspotParams,
+) -> tuple[HotspotResult, DatasetState]:
+    """Recompute the dataset's hot spots after ``touched_tiles`` were updated.
+
+    Returns the result and the state to store *after* its outputs are durable.
+    """
+    from pipelines.hotspots.areas import cluster_areas, track_areas
+    from pipelines.hotspots.gistar import GlobalStats
+    from pipelines.hotspots.gistar import gi_star as whole_gi_star
+    from pipelines.hotspots.kde import z_weighted_kde
+    from pipelines.hotspots.projection import to_metric
+    from pipelines.hotspots.tiled import gi_star_tiled, tile_ids
+
+    this_id = hotspot_id(state.dataset_id, triggers)
+    # A replay of the computation that produced the stored state starts from what it saw.
+    previous_tracked = (
+        state.tracked_before_last if state.last_hotspot_id == this_id else state.tracked
+    )
+    points, window_end = _refresh_points(state, store, touched_tiles, params)
+    valid = np.isfinite(points["velocity_mm_yr"].to_numpy()) if len(points) else np.zeros(0, bool)
+    usable = points[valid].reset_index(drop=True)
+    n = len(usable)
+
+    crs = state.crs
+    if n:
+        xy, crs = to_metric(
+            usable["longitude"].to_numpy(), usable["latitude"].to_numpy(), crs or params.crs
+        )
+    else:
+        xy = np.zeros((0, 2))
+    values = usable["velocity_mm_yr"].to_numpy(dtype=float)
+    stats = GlobalStats.of(values) if n >= 3 else None
+    z = np.zeros(n)
+    p = np.ones(n)
+    recomputed = "whole_dataset"
+    full_stats = state.full_stats
+    n_recomputed = 0
+    if stats is not None and stats.std > 0:
+        drift_ok = full_stats is not None and (
+            abs(stats.mean - full_stats[0]) <= params.full_recompute_drift * full_stats[1]
+            and abs(stats.std - full_stats[1]) <= params.full_recompute_drift * full_stats[1]
+        )
+        grid = tile_ids(xy, params.tile_size_m)
+        touched = usable["store_tile"].isin(list(touched_tiles)).to_numpy()
+        tiles = sorted(set(grid[touched].tolist()))
+        outside = ~np.isin(grid, tiles)
+        old_z = usable["z"].to_numpy(dtype=float) if "z" in usable else None
+        # Points outside the recomputed tiles keep their z: only valid if they all have one.
+        have_old = old_z is not None and bool(np.isfinite(old_z[outside]).all())
+        if drift_ok and have_old:
+            recomputed = "touched_tiles"
+            part = gi_star_tiled(
+                xy, values, params.distance_m, tile_size=params.tile_size_m, tiles=tiles,
+                global_stats=stats,
+            )
+            z = np.where(outside, old_z, np.nan)
+            p = np.where(outside, usable["p"].to_numpy(dtype=float), np.nan)
+            z[part.index] = part.z
+            p[part.index] = part.p
+            n_recomputed = len(part.index)
+        else:
+            result = whole_gi_star(xy, values, params.distance_m, global_stats=stats)
+            z, p = result.z, result.p
+            full_stats = (stats.mean, stats.std)
+            n_recomputed = n
+    bins = _significant_bins(z, p, params)
+    usable = usable.assign(z=z, p=p, hotspot_class=bins)
+    points = points.drop(columns=[c for c in ("z", "p", "hotspot_class") if c in points])
+    points = points.merge(
+        usable[["store_tile", "pid", "z", "p", "hotspot_class"]], on=["store_tile", "pid"],
+        how="left",
+    )
+
+    areas = cluster_areas(
+        xy, values, bins,
+        distance=params.distance_m,
+        min_points=params.min_area_points,
+        stability_threshold=params.stability_threshold_mm_yr,
+        trend_class=usable["trend_class"].to_numpy(dtype=np.int8) if n else None,
+        pid=usable["pid"].to_numpy() if n else None,
+    )
+    tracking = track_areas(previous_tracked, areas, window_end=window_end or "none")
+    tracked = list(tracking.active) + list(tracking.gone)
+    kde = None
+    if n and crs:
+        kde = z_weighted_kde(
+            xy, z, radius=params.kde_radius_m, cell_size=params.kde_cell_m, crs=crs
+        )
+
+    window_start = (
+        str(np.datetime64(window_end, "D") - np.timedelta64(params.window_days, "D"))
+        if window_end
+        else None
+    )
+    payload = {
+        "schema": "hotspot.v1",
+        "hotspot_id": this_id,
+        "dataset_id": state.dataset_id,
+        "window": {"start": window_start or "1970-01-01", "end": window_end or "1970-01-01"},
+        "produced_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "triggered_by": [dict(t) for t in triggers],
+        "method": {
+            "statistic": "getis_ord_gi_star",
+            "distance_m": params.distance_m,
+            "fdr": params.fdr,
+            "alpha": params.alpha,
+            "stability_threshold_mm_yr": params.stability_threshold_mm_yr,
+            "window_days": params.window_days,
+            "crs": crs or "none",
+            "recomputed": recomputed,
+        },
+        "summary": {
+            "n_points": n,
+            "n_recomputed": n_recomputed,
+            "n_hot": int((bins > 0).sum()),
+            "n_cold": int((bins < 0).sum()),
+            "mean_velocity_mm_yr": float(stats.mean) if stats else 0.0,
+            "std_velocity_mm_yr": float(stats.std) if stats else 0.0,
+        },
+        "areas": _areas_payload(tracked, crs),
+    }
+    new_state = replace(
+        state,
+        crs=crs,
+        points=points,
+        window_end=window_end or state.window_end,
+        full_stats=full_stats,
+        tracked=list(tracking.active),
+        last_hotspot_id=this_id,
+        tracked_before_last=list(previous_tracked),
+    )
+    return HotspotResult(payload, points, tracked, kde, crs or ""), new_state
+
+
+def _areas_payload(tracked: Sequence[Any], crs: str | None) -> list[dict[str, Any]]:
+    from pipelines.hotspots.areas import areas_to_geojson
+    from pipelines.hotspots.projection import from_metric
+
+    if not tracked or not crs:
+        return []
+
+    def to_lonlat(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return from_metric(np.asarray(xy, dtype=float), crs)
+
+    collection = areas_to_geojson(tracked, to_lonlat)
+    out = []
+    for feature in collection["features"]:
+        props = dict(feature["properties"])
+        geometry = feature["geometry"]
+        from shapely.geometry import shape
+
+        centroid = shape(geometry).centroid
+        out.append(
+            {
+                "id": props["id"],
+                "status": props["status"],
+                "sign": props["sign"],
+                "n_points": int(props["n_points"]),
+                "area_m2": float(props["area_m2"]),
+                "mean_abs_velocity_mm_yr": float(props["mean_abs_velocity_mm_yr"]),
+                "max_abs_velocity_mm_yr": float(props["max_abs_velocity_mm_yr"]),
+                "dominant_trend": props.get("dominant_trend"),
+                "first_seen": props.get("first_seen"),
+                "last_seen": props.get("last_seen"),
+                "merged_from": list(props.get("merged_from") or []),
+                "split_from": props.get("split_from"),
+                "centroid": [round(centroid.x, 7), round(centroid.y, 7)],
+                "geometry": geometry,
+            }
+        )
+    return out
+
+
+def trend_name(class_id: int) -> str | None:
+    return TREND_CLASSES[class_id] if 0 <= class_id < len(TREND_CLASSES) else None
+
+
+def write_products(result: HotspotResult, directory: Path) -> dict[str, str]:
+    """Points CSV, areas GeoJSON, KDE NetCDF + GeoTIFF and a PNG map; returns their URIs."""
+    from pipelines.hotspots.kde import write_geotiff, write_netcdf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    points = result.points.copy()
+    if "trend_class" in points:
+        points["trend"] = [trend_name(int(c)) for c in points["trend_class"].fillna(-1)]
+    points.to_csv(directory / "points.csv", index=False)
+    out["points_csv"] = (directory / "points.csv").resolve().as_uri()
+    geojson = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": a["geometry"],
+             "properties": {k: v for k, v in a.items() if k != "geometry"}}
+            for a in result.payload["areas"]
+        ],
+    }
+    (directory / "areas.geojson").write_text(json.dumps(geojson))
+    out["areas_geojson"] = (directory / "areas.geojson").resolve().as_uri()
+    if result.kde is not None:
+        write_netcdf(result.kde, directory / "kde.nc")
+        write_geotiff(result.kde, directory / "kde.tif")
+        out["kde_netcdf"] = (directory / "kde.nc").resolve().as_uri()
+        out["kde_geotiff"] = (directory / "kde.tif").resolve().as_uri()
+    try:
+        from pipelines.hotspots.maps import plot_hotspot_map
+
+        plot_hotspot_map(result, directory / "map.png")
+        out["map_png"] = (directory / "map.png").resolve().as_uri()
+    except ImportError:
+        pass
+    return out
+
+
+def analyse_snapshot(
+    points: pd.DataFrame, params: HotspotParams, *, label: str = "snapshot"
+) -> HotspotResult:
+    """Whole-area hot spots of one table of points (no state, no tracking history).
+
+    ``points`` has ``pid``, ``longitude``, ``latitude``, ``velocity_mm_yr`` and optionally
+    ``trend_class``. Every area comes out as "new". Used by ``insar-monitor hotspots``.
+    """
+    from pipelines.hotspots.areas import cluster_areas, track_areas
+    from pipelines.hotspots.gistar import GlobalStats, gi_star
+    from pipelines.hotspots.kde import z_weighted_kde
+    from pipelines.hotspots.projection import to_metric
+
+    table = points.copy()
+    if "trend_class" not in table:
+        table["trend_class"] = np.int8(-1)
+    table["store_tile"] = label
+    usable = table[np.isfinite(table["velocity_mm_yr"].to_numpy(dtype=float))]
+    usable = usable.reset_index(drop=True)
+    if len(usable) < 3:
+        raise ValueError(f"{len(usable)} points with a velocity: Gi* needs at least 3")
+    xy, crs = to_metric(usable["longitude"].to_numpy(), usable["latitude"].to_numpy(), params.crs)
+    values = usable["velocity_mm_yr"].to_numpy(dtype=float)
+    stats = GlobalStats.of(values)
+    result = gi_star(xy, values, params.distance_m, global_stats=stats)
+    bins = _significant_bins(result.z, result.p, params)
+    usable = usable.assign(z=result.z, p=result.p, hotspot_class=bins)
+    areas = cluster_areas(
+        xy, values, bins,
+        distance=params.distance_m,
+        min_points=params.min_area_points,
+        stability_threshold=params.stability_threshold_mm_yr,
+        trend_class=usable["trend_class"].to_numpy(dtype=np.int8),
+        pid=usable["pid"].to_numpy(),
+    )
+    tracked = list(track_areas([], areas, window_end=label).active)
+    kde = z_weighted_kde(xy, result.z, radius=params.kde_radius_m, cell_size=params.kde_cell_m,
+                         crs=crs)
+    table = table.merge(usable[["pid", "z", "p", "hotspot_class"]], on="pid", how="left")
+    payload = {
+        "hotspot_id": f"hotspots:{label}",
+        "summary": {
+            "n_points": len(usable),
+            "n_hot": int((bins > 0).sum()),
+            "n_cold": int((bins < 0).sum()),
+            "mean_velocity_mm_yr": stats.mean,
+            "std_velocity_mm_yr": stats.std,
+        },
+        "areas": _areas_payload(tracked, crs),
+    }
+    return HotspotResult(payload, table, tracked, kde, crs)
+
+
+def _significant_bins(z: np.ndarray, p: np.ndarray, params: HotspotParams) -> np.ndarray:
+    """ArcGIS-style bins (+-1/2/3 = 90/95/99 %), kept only where significant at ``alpha``."""
+    from pipelines.hotspots.gistar import classify_hotspots
+
+    bins = classify_hotspots(z, p, fdr=params.fdr)
+    level = 3 if params.alpha <= 0.01 else 2 if params.alpha <= 0.05 else 1
+    return np.where(np.abs(bins) >= level, bins, 0).astype(np.int8)

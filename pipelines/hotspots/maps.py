@@ -1,0 +1,76 @@
+"""A hot spot map a person can look at: density surface, significant points, ADA outlines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def plot_hotspot_map(result: Any, path: Path, *, title: str | None = None) -> Path:
+    """Write a PNG of one hot-spot computation.
+
+    Left: the z-weighted kernel density surface (red = clusters of high velocity, blue =
+    clusters of low velocity). Right: every point coloured by its Gi* confidence bin
+    (hot 90/95/99 %, cold, not significant), with the active deformation areas outlined
+    and labelled with their ids and statuses. Axes are metres in the computation's CRS.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    from pipelines.hotspots.projection import to_metric
+
+    points = result.points
+    usable = points[np.isfinite(points["velocity_mm_yr"].to_numpy(dtype=float))]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6), constrained_layout=True)
+    ax_kde, ax_pts = axes
+    if result.kde is not None:
+        da = result.kde
+        limit = float(np.nanmax(np.abs(da.values))) or 1.0
+        x, y = da["x"].values, da["y"].values
+        image = ax_kde.imshow(
+            da.values, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="upper",
+            extent=(x[0], x[-1], y[-1], y[0]), interpolation="nearest",
+        )
+        fig.colorbar(image, ax=ax_kde, fraction=0.046, label="z-weighted density")
+    ax_kde.set_title("z-weighted kernel density (quartic)")
+    if len(usable) and result.crs:
+        xy, _ = to_metric(
+            usable["longitude"].to_numpy(), usable["latitude"].to_numpy(), result.crs
+        )
+        bins = usable["hotspot_class"].fillna(0).to_numpy(dtype=int)
+        colours = ListedColormap(
+            ["#08306b", "#2171b5", "#9ecae1", "#d9d9d9", "#fcbba1", "#ef3b2c", "#67000d"]
+        )
+        scatter = ax_pts.scatter(
+            xy[:, 0], xy[:, 1], c=bins, cmap=colours, vmin=-3.5, vmax=3.5, s=6, linewidths=0
+        )
+        bar = fig.colorbar(scatter, ax=ax_pts, fraction=0.046, ticks=range(-3, 4))
+        bar.ax.set_yticklabels(
+            ["cold 99%", "cold 95%", "cold 90%", "n.s.", "hot 90%", "hot 95%", "hot 99%"]
+        )
+    for tracked in result.tracked:
+        polygon = tracked.area.polygon
+        parts = getattr(polygon, "geoms", [polygon])
+        for part in parts:
+            xs, ys = part.exterior.xy
+            ax_pts.plot(xs, ys, color="black", linewidth=1.2)
+        c = polygon.centroid
+        ax_pts.annotate(f"{tracked.id}\n{tracked.status}", (c.x, c.y), fontsize=7,
+                        ha="center", va="center")
+    ax_pts.set_title("Gi* hot spots (FDR) and active deformation areas")
+    for ax in axes:
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"easting (m, {result.crs})")
+        ax.set_ylabel("northing (m)")
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
