@@ -74,11 +74,19 @@ class _Progress:
     published_at_s: dict[int, float] = field(default_factory=dict)
     outcome: dict[int, _Arrival] = field(default_factory=dict)
     detections: list[_Arrival] = field(default_factory=list)
+    hotspots: list[_Arrival] = field(default_factory=list)
     dead_letters: list[_Arrival] = field(default_factory=list)
     strays: list[_Arrival] = field(default_factory=list)  # outputs of nothing we published
 
     def unaccounted(self) -> list[int]:
         return sorted(i for i in self.placement if i not in self.outcome)
+
+    def hotspots_pending(self, ps_update_ids: set[str]) -> bool:
+        """Whether a PS update has not yet been covered by a hot-spot computation."""
+        covered = {
+            t["update_id"] for a in self.hotspots for t in a.payload.get("triggered_by", [])
+        }
+        return bool(ps_update_ids - covered)
 
 
 class _OutputWatcher:
@@ -225,8 +233,14 @@ def _publish_and_watch(
     from pipelines.kafka_io import KafkaPublisher
 
     progress = _Progress()
-    watcher = _OutputWatcher(ctx.kafka, [ctx.detection_topic, ctx.dlq_topic])
+    watcher = _OutputWatcher(ctx.kafka, [ctx.detection_topic, ctx.dlq_topic, ctx.hotspot_topic])
     steps = list(scenario.steps)
+    # The demo also waits for the hot spots of every PS update that was classified.
+    ps_updates = {
+        s.meta["update_id"] for s in steps
+        if s.kind == "ps_update" and s.expect.get("outcome") != "dead_letter"
+    }
+    hotspots_on = ctx.hotspots is not None
     next_at = time.perf_counter()
     deadline = time.perf_counter() + timeout_s
     with KafkaPublisher(ctx.kafka) as publisher:
@@ -245,7 +259,11 @@ def _publish_and_watch(
                 next_at = now + pause_s
             for topic, value in watcher.poll():
                 _record_output(progress, topic, value, scenario, t0)
-            if not steps and not progress.unaccounted():
+            if (
+                not steps
+                and not progress.unaccounted()
+                and not (hotspots_on and progress.hotspots_pending(ps_updates))
+            ):
                 return progress, None
             if not daemon_alive():
                 return progress, "the daemon stopped unexpectedly"
@@ -259,6 +277,18 @@ def _record_output(
 ) -> None:
     payload = json.loads(value)
     arrival = _Arrival(time.perf_counter() - t0, topic, payload)
+    if payload.get("schema") == "hotspot.v1":
+        progress.hotspots.append(arrival)
+        areas = payload["areas"]
+        described = "; ".join(
+            f"{a['id']} {a['status']} {a['sign']} {a['n_points']} pts "
+            f"|v| {a['mean_abs_velocity_mm_yr']:.0f} mm/yr"
+            for a in areas
+        ) or "no active deformation area"
+        print(f"{_clock(t0)} HOT SPOTS   {payload['dataset_id']} (window to "
+              f"{payload['window']['end']}): {payload['summary']['n_hot']} hot / "
+              f"{payload['summary']['n_cold']} cold points; {described}", flush=True)
+        return
     src = payload.get("source", {})
     index = progress.published.get((src.get("topic"), src.get("partition"), src.get("offset")))
     if index is None:
@@ -394,8 +424,14 @@ def _summarise(
             "scenario_truth": str(scenario.root / "scenario.json"),
             "archive": str(archive),
             "archive_json": len(list(archive.rglob("*.json"))) if archive.exists() else 0,
-            "quicklooks": sorted(str(p) for p in archive.rglob("*.png")) if archive.exists()
-            else [],
+            "quicklooks": sorted(
+                str(p) for p in (archive / "interferogram_unrest").glob("*.png")
+            ) if archive.exists() else [],
+            "hotspot_maps": sorted(str(p) for p in (archive / "hotspots").rglob("map.png"))
+            if archive.exists() else [],
+            "hotspot_messages": len(progress.hotspots),
+            "last_hotspot_areas": progress.hotspots[-1].payload["areas"]
+            if progress.hotspots else [],
             "ps_store": str(out / "state" / "ps-store"),
             "ledger": str(out / "state" / "emitted.sqlite"),
         },
@@ -470,6 +506,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
           "files)")
     print(f"  quicklooks of unrest frames  {len(o['quicklooks'])} PNG files"
           + (f", e.g. {o['quicklooks'][-1]}" if o["quicklooks"] else ""))
+    print(f"  hot spots and ADAs           {o['hotspot_messages']} hotspot.v1 messages; maps, "
+          "GeoJSON, density NetCDF/GeoTIFF under "
+          f"{o['archive']}/hotspots/" + (f", e.g. {o['hotspot_maps'][-1]}"
+                                          if o["hotspot_maps"] else ""))
     print(f"  PS store                     {o['ps_store']}")
     print(f"  emitted-id ledger            {o['ledger']}")
     print(f"  broker logs                  {o['kafka_log']}, {o['zookeeper_log']}")
