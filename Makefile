@@ -15,7 +15,7 @@ help:
 	@echo "make test-all  also the slow tests (full training runs)"
 	@echo "make train     retrain both models from synthetic data (CPU, ~20-40 min)"
 	@echo "make evaluate  regenerate docs/models/ reports from the committed models"
-	@echo "make bench     inference throughput benchmarks (docs/BENCHMARKS.md)"
+	@echo "make bench     inference, streaming and Gi* benchmarks (docs/BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -59,6 +59,7 @@ evaluate: setup $(PAPER_CNN)
 bench: setup
 	$(BIN)/python bench/bench_inference.py --model-base serving/models
 	$(BIN)/python bench/bench_streaming.py --out build/bench
+	$(BIN)/python bench/bench_gistar.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
