@@ -137,16 +137,15 @@ def _refresh_points(
     from pipelines.hotspots.velocity import rolling_velocity
 
     frames = []
+    loaded = [
+        s for s in (store.read_series(state.dataset_id, t) for t in tiles) if s is not None
+    ]
     ends = [state.window_end] if state.window_end else []
-    for tile_id in tiles:
-        series = store.read_series(state.dataset_id, tile_id)
-        if series is None:
-            continue
-        ends.append(str(series.dates[-1]))
+    ends += [str(series.dates[-1]) for series in loaded]
     window_end = max(ends) if ends else None
-    for tile_id in tiles:
-        series = store.read_series(state.dataset_id, tile_id)
-        if series is None or window_end is None:
+    for series in loaded:
+        tile_id = series.tile_id
+        if window_end is None:
             continue
         vel = rolling_velocity(
             series.dates,

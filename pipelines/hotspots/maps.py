@@ -43,6 +43,14 @@ def plot_hotspot_map(result: Any, path: Path, *, title: str | None = None) -> Pa
             usable["longitude"].to_numpy(), usable["latitude"].to_numpy(), result.crs
         )
         bins = usable["hotspot_class"].fillna(0).to_numpy(dtype=int)
+        # Every significant point is drawn; beyond 30k others a random sample shows the
+        # coverage just as well and keeps the map quick for million-point datasets.
+        keep = bins != 0
+        others = np.flatnonzero(~keep)
+        if len(others) > 30_000:
+            others = np.random.default_rng(0).choice(others, 30_000, replace=False)
+        keep[others] = True
+        xy, bins = xy[keep], bins[keep]
         colours = ListedColormap(
             ["#08306b", "#2171b5", "#9ecae1", "#d9d9d9", "#fcbba1", "#ef3b2c", "#67000d"]
         )
