@@ -67,9 +67,14 @@ def plot_hotspot_map(result: Any, path: Path, *, title: str | None = None) -> Pa
         for part in parts:
             xs, ys = part.exterior.xy
             ax_pts.plot(xs, ys, color="black", linewidth=1.2)
+        # Labelled just above the outline, on a white box, so the points stay visible.
         c = polygon.centroid
-        ax_pts.annotate(f"{tracked.id}\n{tracked.status}", (c.x, c.y), fontsize=7,
-                        ha="center", va="center")
+        ax_pts.annotate(
+            f"{tracked.id} ({tracked.status})", (c.x, polygon.bounds[3]), fontsize=7,
+            ha="center", va="bottom", xytext=(0, 4), textcoords="offset points",
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8,
+                  "linewidth": 0},
+        )
     ax_pts.set_title("Gi* hot spots (FDR) and active deformation areas")
     for ax in axes:
         ax.set_aspect("equal")
