@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
@@ -41,10 +40,6 @@ PS_UPDATE = "ps_update"
 MANIFEST = "manifest"
 TOUCHED = "touched"
 METRICS_NAMESPACE = "insar_monitor"
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def dead_letter_for(source: SourceRef, reason: str, error: str, stage: str) -> dict[str, Any]:
@@ -190,32 +185,17 @@ class _DecideFrameFn(beam.DoFn):
 def build_unrest_detection(
     manifest: FrameManifest, frame: Any, model_name: str, model_version: int, ctx: PipelineContext
 ) -> dict[str, Any]:
-    """The ``detection.v1`` payload of one frame decision."""
-    from pipelines.messages import detection_id_unrest, validate
+    """The ``detection.v1`` payload of one frame decision (built by the contract module)."""
+    from pipelines.messages import RecordRef, detection_unrest
 
-    msg = manifest.message
-    payload: dict[str, Any] = {
-        "schema": "detection.v1",
-        "detection_id": detection_id_unrest(msg.product_id, model_name, model_version),
-        "kind": "interferogram_unrest",
-        "model": {"name": model_name, "version": int(model_version)},
-        "source": manifest.source.as_source(),
-        "event_time": msg.secondary_date.isoformat(),
-        "produced_at": _now_iso(),
-        "product_id": msg.product_id,
-        "frame_id": msg.frame_id,
-        "primary_date": msg.primary_date.isoformat(),
-        "secondary_date": msg.secondary_date.isoformat(),
-        "frame": {
-            **frame.to_json_dict(),
-            "min_firing_tiles": int(ctx.min_firing_tiles),
-        },
-    }
-    for optional in ("region_id", "volcano_id"):
-        if getattr(msg, optional, None):
-            payload[optional] = getattr(msg, optional)
-    validate("detection.v1", payload)
-    return payload
+    return detection_unrest(
+        manifest.message,
+        frame,
+        model_name=model_name,
+        model_version=model_version,
+        source=RecordRef(*manifest.source.order),
+        min_firing_tiles=ctx.min_firing_tiles,
+    )
 
 
 class ScoreInterferograms(beam.PTransform):
@@ -420,10 +400,9 @@ def build_ps_detection(
     model: Any,
 ) -> dict[str, Any]:
     """The ``detection.v1`` payload of one PS update's classification."""
-    from pipelines.messages import detection_id_ps, validate
+    from pipelines.messages import RecordRef, detection_ps
     from serving.signatures import TREND_CLASSES
 
-    msg = manifest.message
     counts = np.bincount(new_class.astype(int), minlength=len(TREND_CLASSES))
     changes = [
         {
@@ -436,28 +415,18 @@ def build_ps_detection(
         }
         for i in np.flatnonzero(changed)
     ]
-    payload = {
-        "schema": "detection.v1",
-        "detection_id": detection_id_ps(
-            msg.dataset_id, msg.tile_id, msg.update_id, model.name, model.version
-        ),
-        "kind": "ps_trend_change",
-        "model": {"name": model.name, "version": int(model.version)},
-        "source": manifest.source.as_source(),
-        "event_time": max(msg.epochs).isoformat(),
-        "produced_at": _now_iso(),
-        "dataset_id": msg.dataset_id,
-        "tile_id": msg.tile_id,
-        "update_id": msg.update_id,
-        "n_points_classified": len(manifest.pid),
-        "n_points_skipped": int(manifest.n_skipped),
-        "class_counts": {c: int(n) for c, n in zip(TREND_CLASSES, counts, strict=True)},
-        "changes": changes,
-    }
-    # The change items are built from typed arrays just above, so one stands for all:
-    # validating 5,000 of them cost a quarter of a PS pass (docs/BENCHMARKS.md).
-    validate("detection.v1", {**payload, "changes": changes[:1]})
-    return payload
+    return detection_ps(
+        manifest.message,
+        model_name=model.name,
+        model_version=model.version,
+        source=RecordRef(*manifest.source.order),
+        n_points_classified=len(manifest.pid),
+        n_points_skipped=int(manifest.n_skipped),
+        class_counts=dict(zip(TREND_CLASSES, counts.tolist(), strict=True)),
+        changes=changes,
+        # Class names come from TREND_CLASSES and values from typed arrays just above.
+        check_every_change=False,
+    )
 
 
 class ClassifyPSUpdates(beam.PTransform):

@@ -372,3 +372,15 @@ def test_to_bytes_is_compact_utf8_and_refuses_nan():
     assert to_bytes({"a": "é", "b": [1, 2]}) == '{"a":"é","b":[1,2]}'.encode()
     with pytest.raises(ValueError):
         to_bytes({"a": float("nan")})
+
+
+def test_detection_ps_checks_every_change_unless_the_caller_vouches_for_them():
+    good = {"pid": "PS1", "longitude": 14.1, "latitude": 40.8, "previous_class": None,
+            "new_class": "linear", "probability": 0.8}
+    bad = {**good, "pid": "PS2", "new_class": "wavy"}
+    args = {"model_name": "m", "model_version": 1, "source": RecordRef("t", 0, 0),
+            "n_points_classified": 2, "n_points_skipped": 0, "class_counts": {"linear": 2}}
+    with pytest.raises(MessageError, match="changes"):
+        detection_ps(_ps_update(), changes=[good, bad], **args)
+    det = detection_ps(_ps_update(), changes=[good, bad], check_every_change=False, **args)
+    assert [c["pid"] for c in det["changes"]] == ["PS1", "PS2"]
