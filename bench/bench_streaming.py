@@ -490,7 +490,7 @@ _RAW_CLIENTS: dict[str, Any] = {}
 
 def raw_client(config: Any, model_name: str) -> Any:
     """``InProcessInferenceClient.from_version_dir`` on the version the daemon serves."""
-    from pipelines.model_handlers import ModelEndpoint
+    from pipelines.model_endpoint import ModelEndpoint
     from serving.clients.inprocess import InProcessInferenceClient
 
     if model_name not in _RAW_CLIENTS:

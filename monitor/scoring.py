@@ -26,22 +26,15 @@ TREND_OUTPUT_COLUMNS = ["pid", "label"] + [f"p_{c}" for c in TREND_CLASSES]
 
 
 def make_model_client(config: MonitorConfig, model_name: str):  # -> InferenceClient
-    """An inference client for ``model_name`` as the ``models`` config section says."""
-    from serving.clients import RetryPolicy, make_client
+    """An inference client for ``model_name`` as the ``models`` section says.
 
-    m = config.models
-    version = m.unrest_version if model_name == UNREST_MODEL_NAME else m.trend_version
-    return make_client(
-        m.backend,
-        model_name,
-        model_dir=m.model_base,
-        target=m.grpc_target,
-        url=m.rest_url,
-        version=version,
-        timeout_s=m.timeout_s,
-        max_batch_rows=m.max_batch,
-        retry=RetryPolicy(max_attempts=m.max_retries + 1),
-    )
+    One request carries at most ``models.max_batch`` rows, for both models.
+    """
+    from pipelines.model_endpoint import ModelEndpoint
+
+    return ModelEndpoint.from_config(
+        config, model_name, max_batch=config.models.max_batch
+    ).build_client()
 
 
 def score_interferograms(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.kafka_io import KafkaSettings
-from pipelines.model_handlers import ModelEndpoint
+from pipelines.model_endpoint import ModelEndpoint
 from serving.signatures import TREND_MODEL_NAME, UNREST_MODEL_NAME
 
 

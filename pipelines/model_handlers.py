@@ -1,17 +1,14 @@
 """Beam RunInference model handlers over the project's inference clients.
 
-The pipeline never talks to TensorFlow directly: a :class:`ModelEndpoint` (a small,
-picklable description of where a model is served) builds an
-:class:`serving.clients.InferenceClient` for the configured backend — TF-Serving gRPC
-in production, REST, or an in-process SavedModel in the embedded default — and the
-handlers here adapt it to Beam's ``ModelHandler`` so ``RunInference`` does the
-batching. Clients are cached per process: the daemon runs one Beam pass after another
-and must not reload a SavedModel (seconds) or reopen a channel for every pass.
+The pipeline never talks to TensorFlow directly: a
+:class:`pipelines.model_endpoint.ModelEndpoint` gives the process-wide client of the
+configured backend (TF-Serving gRPC in production, REST, or an in-process SavedModel in
+the embedded default), and the handlers here adapt it to Beam's ``ModelHandler`` so
+``RunInference`` does the batching.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,91 +16,7 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from serving.signatures import UNREST_MODEL_NAME
-
-_CLIENTS: dict[ModelEndpoint, LoadedModel] = {}
-_CLIENTS_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ModelEndpoint:
-    """Where one model is served and how to call it (hashable: the client-cache key)."""
-
-    backend: str
-    model_name: str
-    model_base: str
-    grpc_target: str
-    rest_url: str
-    version: int | None
-    timeout_s: float
-    max_retries: int
-    max_batch: int
-
-    @classmethod
-    def from_config(cls, config: Any, model_name: str) -> ModelEndpoint:
-        """The endpoint of ``model_name`` as the ``models`` section of a MonitorConfig says."""
-        m = config.models
-        version = m.unrest_version if model_name == UNREST_MODEL_NAME else m.trend_version
-        # Trend series are tiny (a few hundred floats): requests of 64 rows, right for
-        # 224x224 tiles, would leave the model idle between calls.
-        max_batch = m.max_batch if model_name == UNREST_MODEL_NAME else max(
-            m.max_batch, config.pipeline.trend_batch_size
-        )
-        return cls(
-            backend=m.backend,
-            model_name=model_name,
-            model_base=str(m.model_base),
-            grpc_target=m.grpc_target,
-            rest_url=m.rest_url,
-            version=version,
-            timeout_s=m.timeout_s,
-            max_retries=m.max_retries,
-            max_batch=max_batch,
-        )
-
-    def load(self) -> LoadedModel:
-        """The process-wide client for this endpoint, created (and signature-checked) once."""
-        with _CLIENTS_LOCK:
-            loaded = _CLIENTS.get(self)
-            if loaded is None:
-                from serving.clients import RetryPolicy, make_client
-
-                client = make_client(
-                    self.backend,  # type: ignore[arg-type]
-                    self.model_name,
-                    model_dir=self.model_base,
-                    target=self.grpc_target,
-                    url=self.rest_url,
-                    version=self.version,
-                    timeout_s=self.timeout_s,
-                    max_batch_rows=self.max_batch,
-                    retry=RetryPolicy(max_attempts=self.max_retries + 1),
-                )
-                metadata = client.check_signature()
-                loaded = LoadedModel(client, self.model_name, int(metadata["version"]))
-                _CLIENTS[self] = loaded
-            return loaded
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A ready client and the model version it answered with at start-up."""
-
-    client: Any
-    name: str
-    version: int
-
-    @property
-    def model_id(self) -> str:
-        return f"{self.name}@v{self.version}"
-
-
-def close_cached_clients() -> None:
-    """Close every cached client (daemon shutdown, tests)."""
-    with _CLIENTS_LOCK:
-        for loaded in _CLIENTS.values():
-            loaded.client.close()
-        _CLIENTS.clear()
+from pipelines.model_endpoint import LoadedModel, ModelEndpoint
 
 
 class _ClientModelHandler(ModelHandler[Any, PredictionResult, Any]):

@@ -1,0 +1,105 @@
+"""Where a served model is and how to reach it: a picklable endpoint and a per-process cache.
+
+A :class:`ModelEndpoint` is a small, hashable description built from the ``models`` config
+section. It builds an :class:`serving.clients.InferenceClient` for the configured backend
+(TF-Serving gRPC or REST, or an in-process SavedModel). The pipeline's RunInference
+handlers load it through :meth:`ModelEndpoint.load`, which caches one signature-checked
+client per process so that the daemon's passes do not reload a SavedModel each time; the
+CLI builds a fresh client with :meth:`ModelEndpoint.build_client`. Nothing here imports
+Beam, so the scoring commands start quickly.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from serving.signatures import UNREST_MODEL_NAME
+
+_CLIENTS_LOCK = threading.Lock()
+
+_CLIENTS: dict[ModelEndpoint, LoadedModel] = {}
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """Where one model is served and how to call it (hashable: the client-cache key)."""
+
+    backend: str
+    model_name: str
+    model_base: str
+    grpc_target: str
+    rest_url: str
+    version: int | None
+    timeout_s: float
+    max_retries: int
+    max_batch: int
+
+    @classmethod
+    def from_config(
+        cls, config: Any, model_name: str, *, max_batch: int | None = None
+    ) -> ModelEndpoint:
+        """The endpoint of ``model_name`` as the ``models`` section of a MonitorConfig says.
+
+        ``max_batch`` overrides the rows per request chosen for the pipeline.
+        """
+        m = config.models
+        version = m.unrest_version if model_name == UNREST_MODEL_NAME else m.trend_version
+        if max_batch is None:
+            # Trend series are tiny (a few hundred floats): requests of 64 rows, right for
+            # 224x224 tiles, would leave the model idle between calls.
+            max_batch = m.max_batch if model_name == UNREST_MODEL_NAME else max(
+                m.max_batch, config.pipeline.trend_batch_size
+            )
+        return cls(
+            backend=m.backend,
+            model_name=model_name,
+            model_base=str(m.model_base),
+            grpc_target=m.grpc_target,
+            rest_url=m.rest_url,
+            version=version,
+            timeout_s=m.timeout_s,
+            max_retries=m.max_retries,
+            max_batch=max_batch,
+        )
+
+    def build_client(self) -> Any:
+        """A new, unchecked client for this endpoint (the caller owns and closes it)."""
+        from serving.clients import RetryPolicy, make_client
+
+        return make_client(
+            self.backend,  # type: ignore[arg-type]
+            self.model_name,
+            model_dir=self.model_base,
+            target=self.grpc_target,
+            url=self.rest_url,
+            version=self.version,
+            timeout_s=self.timeout_s,
+            max_batch_rows=self.max_batch,
+            retry=RetryPolicy(max_attempts=self.max_retries + 1),
+        )
+
+    def load(self) -> LoadedModel:
+        """The process-wide client for this endpoint, created (and signature-checked) once."""
+        with _CLIENTS_LOCK:
+            loaded = _CLIENTS.get(self)
+            if loaded is None:
+                client = self.build_client()
+                metadata = client.check_signature()
+                loaded = LoadedModel(client, self.model_name, int(metadata["version"]))
+                _CLIENTS[self] = loaded
+            return loaded
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready client and the model version it answered with at start-up."""
+
+    client: Any
+    name: str
+    version: int
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@v{self.version}"
