@@ -20,13 +20,13 @@ last epoch), so a replayed archive reaches the daemon as it would have live.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from pipelines.egms_csv import DATE_COLUMN
 from pipelines.messages import (
     InterferogramMessage,
     PSUpdateMessage,
@@ -35,10 +35,10 @@ from pipelines.messages import (
     encode_ps_update,
     parse_message,
 )
+from pipelines.product_fetch import sha256_file
 from pipelines.raster_io import ProductError
 
 PAIR = re.compile(r"^(\d{8})_(\d{8})$")
-DATE_COLUMN = re.compile(r"^\d{8}$")
 INLINE_LIMIT_BYTES = 384 * 1024  # base64 grows it by 4/3: stays under the 512 KiB schema cap
 
 
@@ -51,14 +51,6 @@ class Outgoing:
     value: bytes
     event_time: date
     label: str  # what to print
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _parse_day(text: str) -> date:
@@ -113,7 +105,7 @@ def interferogram_message(
         phase = RasterRef(inline=phase_path.read_bytes())
     else:
         phase = RasterRef(
-            uri=phase_path.as_uri(), sha256=_sha256(phase_path) if checksum else None
+            uri=phase_path.as_uri(), sha256=sha256_file(phase_path) if checksum else None
         )
     coherence = RasterRef(uri=Path(coherence_path).resolve().as_uri()) if coherence_path else None
     return InterferogramMessage(

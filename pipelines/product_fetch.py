@@ -170,7 +170,8 @@ def _download(
         )
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (what a message's ``sha256`` field holds)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
@@ -237,7 +238,7 @@ def local_file(
                 "too_large", f"{uri}: {size} bytes exceeds the limit of {max_bytes} bytes"
             )
         if sha256 is not None:
-            _verify(uri, _sha256_file(local), sha256)
+            _verify(uri, sha256_file(local), sha256)
         yield local
         return
     name = Path(urlsplit(uri).path).name or "download"
@@ -249,7 +250,7 @@ def local_file(
             uri, dest, max_bytes=max_bytes, timeout_s=timeout_s, storage_options=storage_options
         )
         if sha256 is not None:
-            _verify(uri, _sha256_file(dest), sha256)
+            _verify(uri, sha256_file(dest), sha256)
         yield dest
 
 
