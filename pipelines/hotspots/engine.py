@@ -143,10 +143,8 @@ def _refresh_points(
     ends = [state.window_end] if state.window_end else []
     ends += [str(series.dates[-1]) for series in loaded]
     window_end = max(ends) if ends else None
-    for series in loaded:
+    for series in loaded:  # window_end is set whenever a series was loaded
         tile_id = series.tile_id
-        if window_end is None:
-            continue
         vel = rolling_velocity(
             series.dates,
             series.displacement_mm,
@@ -196,10 +194,8 @@ def compute_hotspots(
 
     Returns the result and the state to store *after* its outputs are durable.
     """
-    from pipelines.hotspots.areas import cluster_areas, track_areas
     from pipelines.hotspots.gistar import GlobalStats
     from pipelines.hotspots.gistar import gi_star as whole_gi_star
-    from pipelines.hotspots.kde import z_weighted_kde
     from pipelines.hotspots.projection import to_metric
     from pipelines.hotspots.tiled import gi_star_tiled, tile_ids
 
@@ -263,21 +259,10 @@ def compute_hotspots(
         how="left",
     )
 
-    areas = cluster_areas(
-        xy, values, bins,
-        distance=params.distance_m,
-        min_points=params.min_area_points,
-        stability_threshold=params.stability_threshold_mm_yr,
-        trend_class=usable["trend_class"].to_numpy(dtype=np.int8) if n else None,
-        pid=usable["pid"].to_numpy() if n else None,
+    tracking, kde = _areas_and_density(
+        xy, values, z, bins, usable, params, crs, previous_tracked, window_end or "none"
     )
-    tracking = track_areas(previous_tracked, areas, window_end=window_end or "none")
     tracked = list(tracking.active) + list(tracking.gone)
-    kde = None
-    if n and crs:
-        kde = z_weighted_kde(
-            xy, z, radius=params.kde_radius_m, cell_size=params.kde_cell_m, crs=crs
-        )
 
     window_start = (
         str(np.datetime64(window_end, "D") - np.timedelta64(params.window_days, "D"))
@@ -393,13 +378,10 @@ def write_products(result: HotspotResult, directory: Path) -> dict[str, str]:
         write_geotiff(result.kde, directory / "kde.tif")
         out["kde_netcdf"] = (directory / "kde.nc").resolve().as_uri()
         out["kde_geotiff"] = (directory / "kde.tif").resolve().as_uri()
-    try:
-        from pipelines.hotspots.maps import plot_hotspot_map
+    from pipelines.hotspots.maps import plot_hotspot_map
 
-        plot_hotspot_map(result, directory / "map.png")
-        out["map_png"] = (directory / "map.png").resolve().as_uri()
-    except ImportError:
-        pass
+    plot_hotspot_map(result, directory / "map.png")
+    out["map_png"] = (directory / "map.png").resolve().as_uri()
     return out
 
 
@@ -411,9 +393,7 @@ def analyse_snapshot(
     ``points`` has ``pid``, ``longitude``, ``latitude``, ``velocity_mm_yr`` and optionally
     ``trend_class``. Every area comes out as "new". Used by ``insar-monitor hotspots``.
     """
-    from pipelines.hotspots.areas import cluster_areas, track_areas
     from pipelines.hotspots.gistar import GlobalStats, gi_star
-    from pipelines.hotspots.kde import z_weighted_kde
     from pipelines.hotspots.projection import to_metric
 
     table = points.copy()
@@ -430,17 +410,10 @@ def analyse_snapshot(
     result = gi_star(xy, values, params.distance_m, global_stats=stats)
     bins = _significant_bins(result.z, result.p, params)
     usable = usable.assign(z=result.z, p=result.p, hotspot_class=bins)
-    areas = cluster_areas(
-        xy, values, bins,
-        distance=params.distance_m,
-        min_points=params.min_area_points,
-        stability_threshold=params.stability_threshold_mm_yr,
-        trend_class=usable["trend_class"].to_numpy(dtype=np.int8),
-        pid=usable["pid"].to_numpy(),
+    tracking, kde = _areas_and_density(
+        xy, values, result.z, bins, usable, params, crs, [], label
     )
-    tracked = list(track_areas([], areas, window_end=label).active)
-    kde = z_weighted_kde(xy, result.z, radius=params.kde_radius_m, cell_size=params.kde_cell_m,
-                         crs=crs)
+    tracked = list(tracking.active)
     table = table.merge(usable[["pid", "z", "p", "hotspot_class"]], on="pid", how="left")
     payload = {
         "hotspot_id": f"hotspots:{label}",
@@ -454,6 +427,40 @@ def analyse_snapshot(
         "areas": _areas_payload(tracked, crs),
     }
     return HotspotResult(payload, table, tracked, kde, crs)
+
+
+def _areas_and_density(
+    xy: np.ndarray,
+    values: np.ndarray,
+    z: np.ndarray,
+    bins: np.ndarray,
+    usable: pd.DataFrame,
+    params: HotspotParams,
+    crs: str | None,
+    previous: Sequence[Any],
+    window_end: str,
+) -> tuple[Any, Any]:
+    """Areas of the significant points tracked against ``previous``, and the density
+    surface (None without points or CRS)."""
+    from pipelines.hotspots.areas import cluster_areas, track_areas
+    from pipelines.hotspots.kde import z_weighted_kde
+
+    n = len(usable)
+    areas = cluster_areas(
+        xy, values, bins,
+        distance=params.distance_m,
+        min_points=params.min_area_points,
+        stability_threshold=params.stability_threshold_mm_yr,
+        trend_class=usable["trend_class"].to_numpy(dtype=np.int8) if n else None,
+        pid=usable["pid"].to_numpy() if n else None,
+    )
+    tracking = track_areas(previous, areas, window_end=window_end)
+    kde = None
+    if n and crs:
+        kde = z_weighted_kde(
+            xy, z, radius=params.kde_radius_m, cell_size=params.kde_cell_m, crs=crs
+        )
+    return tracking, kde
 
 
 def _significant_bins(z: np.ndarray, p: np.ndarray, params: HotspotParams) -> np.ndarray:

@@ -194,13 +194,8 @@ def gi_star(
     >>> r.n_neighbours
     array([2, 2, 2, 2, 1])
     """
-    xy = _as_xy(xy)
-    v = _as_values(values)
+    xy, v = _checked_inputs(xy, values, distance)
     n = xy.shape[0]
-    if v.size != n:
-        raise ValueError(f"values has {v.size} entries for {n} points")
-    if not (np.isfinite(distance) and distance > 0):
-        raise ValueError(f"distance must be a positive number of metres, got {distance}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     stats = GlobalStats.of(v) if global_stats is None else global_stats
@@ -458,6 +453,19 @@ def classify_hotspots(
     for level, alpha in zip((1, 2, 3), levels[::-1], strict=True):
         strength[judged <= alpha] = level
     return (np.sign(z).astype(np.int8) * strength).astype(np.int8)
+
+
+def _checked_inputs(
+    xy: np.ndarray, values: np.ndarray, distance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates and values as finite float arrays of matching length; a valid band."""
+    points = _as_xy(xy)
+    v = _as_values(values)
+    if v.size != points.shape[0]:
+        raise ValueError(f"values has {v.size} entries for {points.shape[0]} points")
+    if not (np.isfinite(distance) and distance > 0):
+        raise ValueError(f"distance must be a positive number of metres, got {distance}")
+    return points, v
 
 
 def _as_xy(xy: np.ndarray) -> np.ndarray:

@@ -25,8 +25,8 @@ from pipelines.hotspots.gistar import (
     DEFAULT_CHUNK_SIZE,
     GiStarResult,
     GlobalStats,
-    _as_values,
     _as_xy,
+    _checked_inputs,
     gi_star,
 )
 
@@ -194,13 +194,8 @@ def gi_star_tiled(
         For all points in input order, or with ``tiles``, for the points of those tiles in
         ascending index order (``index`` says which).
     """
-    points = _as_xy(xy)
-    v = _as_values(values)
+    points, v = _checked_inputs(xy, values, distance)
     n = points.shape[0]
-    if v.size != n:
-        raise ValueError(f"values has {v.size} entries for {n} points")
-    if not (np.isfinite(distance) and distance > 0):
-        raise ValueError(f"distance must be a positive number of metres, got {distance}")
     stats = GlobalStats.of(v) if global_stats is None else global_stats
     ids = tile_ids(points, tile_size)
 
