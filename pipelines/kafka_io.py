@@ -563,28 +563,13 @@ def tail(settings: KafkaSettings, topic: str, n_per_partition: int) -> list[Kafk
     """
     if n_per_partition <= 0:
         return []
-    with _open_consumer(
+    return _read_topic(
         settings,
+        topic,
         f"reading the tail of {topic}",
-        with_group=False,
-        max_poll_records=_MAX_POLL_RECORDS,
-    ) as consumer:
-        tps = _topic_partitions_of(consumer, [topic])
-        if not tps:
-            return []
-        beginnings = consumer.beginning_offsets(tps)
-        ends = consumer.end_offsets(tps)
-        ranges = [
-            PartitionRange(
-                tp.topic,
-                tp.partition,
-                max(int(beginnings[tp]), int(ends[tp]) - n_per_partition),
-                int(ends[tp]),
-            )
-            for tp in tps
-        ]
-        records = list(_read_ranges(consumer, ranges, timeout_s=settings.request_timeout_ms / 1000))
-    return sorted(records, key=lambda r: (r.partition, r.offset))
+        last_n=n_per_partition,
+        timeout_s=settings.request_timeout_ms / 1000,
+    )
 
 
 def consume_all(
@@ -608,17 +593,29 @@ def consume_all(
     list[KafkaRecord]
         The records up to the end offsets seen at the call, sorted by partition, then offset.
     """
+    return _read_topic(settings, topic, f"reading {topic}", last_n=None, timeout_s=timeout_s)
+
+
+def _read_topic(
+    settings: KafkaSettings, topic: str, action: str, *, last_n: int | None, timeout_s: float
+) -> list[KafkaRecord]:
+    """Every partition's records up to its end offset now: all of them, or the last ``last_n``.
+
+    Sorted by partition, then offset; ``[]`` for a missing topic (which is not created).
+    """
     with _open_consumer(
-        settings, f"reading {topic}", with_group=False, max_poll_records=_MAX_POLL_RECORDS
+        settings, action, with_group=False, max_poll_records=_MAX_POLL_RECORDS
     ) as consumer:
         tps = _topic_partitions_of(consumer, [topic])
         if not tps:
             return []
         beginnings = consumer.beginning_offsets(tps)
         ends = consumer.end_offsets(tps)
-        ranges = [
-            PartitionRange(tp.topic, tp.partition, int(beginnings[tp]), int(ends[tp])) for tp in tps
-        ]
+        ranges = []
+        for tp in tps:
+            begin, end = int(beginnings[tp]), int(ends[tp])
+            start = begin if last_n is None else max(begin, end - last_n)
+            ranges.append(PartitionRange(tp.topic, tp.partition, start, end))
         records = list(_read_ranges(consumer, ranges, timeout_s=timeout_s))
     return sorted(records, key=lambda r: (r.partition, r.offset))
 
