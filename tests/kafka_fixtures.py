@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,30 @@ def kafka_settings(kafka_broker: EmbeddedKafka) -> KafkaSettings:
         api_version=(0, 9),
         request_timeout_ms=15000,
     )
+
+
+def isolated_config_file(tmp_path: Path, bootstrap: str, **models: object) -> Path:
+    """A daemon config of its own on the shared broker: fresh topics, group and state dir.
+
+    ``models`` overrides keys of the ``models`` section (e.g. ``backend="grpc"``).
+    """
+    import yaml
+
+    tag = uuid.uuid4().hex[:8]
+    data: dict[str, object] = {
+        "kafka": {"bootstrap_servers": bootstrap, "api_version": "0.9", "group_id": f"g-{tag}"},
+        "topics": {
+            "interferograms": f"ifg-{tag}",
+            "ps_updates": f"ps-{tag}",
+            "detections": f"det-{tag}",
+            "dlq": f"dlq-{tag}",
+            "hotspots": f"hot-{tag}",
+        },
+        "pipeline": {"poll_interval_s": 0.2},
+        "storage": {"state_dir": str(tmp_path / "state")},
+    }
+    if models:
+        data["models"] = models
+    path = tmp_path / "monitor.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

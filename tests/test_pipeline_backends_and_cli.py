@@ -8,37 +8,19 @@ here) and runs a pass with ``models.backend: grpc`` — the production configura
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from monitor.cli.main import main
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from pipelines.context import PipelineContext
 from pipelines.kafka_io import consume_all, plan_pass
-from tests.kafka_fixtures import kafka_broker  # noqa: F401
+from tests.kafka_fixtures import isolated_config_file, kafka_broker  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
-
-
-def _config_file(tmp_path: Path, bootstrap: str, **models) -> Path:
-    tag = uuid.uuid4().hex[:8]
-    data = {
-        "kafka": {"bootstrap_servers": bootstrap, "api_version": "0.9", "group_id": f"g-{tag}"},
-        "topics": {"interferograms": f"ifg-{tag}", "ps_updates": f"ps-{tag}",
-                   "detections": f"det-{tag}", "dlq": f"dlq-{tag}"},
-        "pipeline": {"poll_interval_s": 0.2},
-        "storage": {"state_dir": str(tmp_path / "state")},
-    }
-    if models:
-        data["models"] = models
-    path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _archive(root: Path) -> None:
@@ -77,7 +59,7 @@ def test_publish_and_replay_reach_the_daemon_through_grpc_serving(
     from serving.local_server import LocalServer, ServerConfig
 
     with LocalServer(ServerConfig(REPO / "serving" / "models", rest_port=None)) as server:
-        config_path = _config_file(
+        config_path = isolated_config_file(
             tmp_path, kafka_broker.bootstrap, backend="grpc", grpc_target=server.grpc_target
         )
         _archive(tmp_path / "archive")

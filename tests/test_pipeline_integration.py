@@ -11,14 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from monitor.config import load_config
 from monitor.daemon import Daemon
@@ -27,31 +25,14 @@ from pipelines.context import PipelineContext
 from pipelines.kafka_io import consume_all, plan_pass
 from pipelines.raster_io import write_wrapped_phase_geotiff
 from pipelines.transforms import FAULT_EXIT_AFTER_PUBLISH
-from tests.kafka_fixtures import kafka_broker  # noqa: F401
+from tests.kafka_fixtures import isolated_config_file, kafka_broker  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
 
 
-def _config_dict(tmp_path: Path, bootstrap: str) -> dict:
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "kafka": {"bootstrap_servers": bootstrap, "api_version": "0.9", "group_id": f"g-{tag}"},
-        "topics": {
-            "interferograms": f"ifg-{tag}",
-            "ps_updates": f"ps-{tag}",
-            "detections": f"det-{tag}",
-            "dlq": f"dlq-{tag}",
-            "hotspots": f"hot-{tag}",
-        },
-        "pipeline": {"poll_interval_s": 0.2},
-        "storage": {"state_dir": str(tmp_path / "state")},
-    }
-
-
 def _config(tmp_path: Path, bootstrap: str):
-    path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump(_config_dict(tmp_path, bootstrap)))
+    path = isolated_config_file(tmp_path, bootstrap)
     return load_config(path, environ={}), path
 
 
