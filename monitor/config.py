@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from monitor.alerts.rule_config import AlertsConfig
 
 ENV_PREFIX = "INSAR_MONITOR__"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +131,7 @@ class TopicsConfig(_Section):
     detections: str = Field("insar.detections", description="detection.v1 out.")
     dlq: str = Field("insar.dlq", description="dead_letter.v1 out: what could not be processed.")
     hotspots: str = Field("insar.hotspots", description="hotspot.v1 out: hot spots and ADAs.")
+    alerts: str = Field("insar.alerts", description="alert.v1 out: every alert revision.")
 
 
 class PipelineConfig(_Section):
@@ -205,6 +208,60 @@ class HotspotsConfig(_Section):
     )
 
 
+class DatabaseConfig(_Section):
+    """The alert store (history, subscriptions, deliveries, silences) through SQLAlchemy."""
+
+    url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/insar; default "
+        "sqlite:///<state_dir>/alerts.sqlite. Holds a password: set it in the environment "
+        "(INSAR_MONITOR__DATABASE__URL), it is never printed or logged.",
+    )
+
+
+class WebhooksConfig(_Section):
+    """Delivery of alert revisions to subscribers' webhooks (signed, retried, dead-lettered)."""
+
+    enabled: bool = Field(True, description="Run the delivery worker inside the daemon.")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Deadline of one HTTP POST, seconds.")
+    max_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts before a delivery is dead-lettered."
+    )
+    backoff_initial_s: float = Field(
+        2.0, gt=0, le=3600, description="First retry delay; doubles per attempt, full jitter."
+    )
+    backoff_max_s: float = Field(600.0, gt=0, le=86400, description="Longest retry delay, s.")
+    concurrency: int = Field(
+        8, ge=1, le=256,
+        description="Subscribers served in parallel (each one's deliveries go in order).",
+    )
+    poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often the worker looks for due deliveries, seconds."
+    )
+
+
+class ApiConfig(_Section):
+    """The HTTP API (alerts, CAP, Atom feed, subscriptions, silences, map page)."""
+
+    enabled: bool = Field(False, description="Serve the API from the daemon process.")
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8088, ge=1, le=65535, description="TCP port.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL the API is reached at from outside (links in CAP <web> and the "
+        "Atom feed); default http://<host>:<port>.",
+    )
+    tokens: list[SecretStr] = Field(
+        [],
+        description="Bearer tokens allowed to manage subscriptions, silences and deliveries "
+        "(reading alerts needs none). Set them in the environment, e.g. "
+        "INSAR_MONITOR__API__TOKENS='[\"s3cret\"]'; never logged.",
+    )
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
 class StorageConfig(_Section):
     """Where state and outputs live on disk."""
 
@@ -230,6 +287,9 @@ class StorageConfig(_Section):
     def ledger_path(self) -> Path:
         return self.state_dir / "emitted.sqlite"
 
+    def cap_path(self) -> Path:
+        return self.state_dir / "cap"
+
 
 class MonitorConfig(_Section):
     """The whole configuration. Sections are added as the daemon grows."""
@@ -242,6 +302,16 @@ class MonitorConfig(_Section):
     pipeline: PipelineConfig = PipelineConfig()
     hotspots: HotspotsConfig = HotspotsConfig()
     storage: StorageConfig = StorageConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+    api: ApiConfig = ApiConfig()
+
+    def database_url(self) -> str:
+        """The alert store's SQLAlchemy URL (secret: do not log it; see AlertStore.url_for_logs)."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{(self.storage.state_dir / 'alerts.sqlite').resolve()}"
 
 
 class ConfigError(ValueError):

@@ -17,7 +17,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-ID_FIELDS = ("detection_id", "dead_letter_id", "hotspot_id", "alert_id")
+# alert_event_id before alert_id: one alert has many revisions, each published once.
+ID_FIELDS = ("detection_id", "dead_letter_id", "hotspot_id", "alert_event_id", "alert_id")
 
 
 def output_id(payload: dict) -> str:

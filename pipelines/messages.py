@@ -46,7 +46,8 @@ from pipelines.raster_io import ProductError
 from serving.signatures import TREND_CLASSES
 
 SCHEMA_NAMES: tuple[str, ...] = (
-    "interferogram.v1", "ps_update.v1", "detection.v1", "dead_letter.v1", "hotspot.v1"
+    "interferogram.v1", "ps_update.v1", "detection.v1", "dead_letter.v1", "hotspot.v1",
+    "alert.v1",
 )
 
 TOPIC_INTERFEROGRAMS = "insar.interferograms"
@@ -54,12 +55,14 @@ TOPIC_PS_UPDATES = "insar.ps-updates"
 TOPIC_DETECTIONS = "insar.detections"
 TOPIC_DLQ = "insar.dlq"
 TOPIC_HOTSPOTS = "insar.hotspots"
+TOPIC_ALERTS = "insar.alerts"
 TOPICS: dict[str, str] = {
     "interferogram.v1": TOPIC_INTERFEROGRAMS,
     "ps_update.v1": TOPIC_PS_UPDATES,
     "detection.v1": TOPIC_DETECTIONS,
     "dead_letter.v1": TOPIC_DLQ,
     "hotspot.v1": TOPIC_HOTSPOTS,
+    "alert.v1": TOPIC_ALERTS,
 }
 
 # Inline rasters ride inside a Kafka message, whose default size limit is ~1 MB; half of that

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite runs for real: PostgreSQL 15 (the alert store's
+# production database) and Chromium (the headless browser that checks the map page).
+# Idempotent: installs only what is missing. Needs root or sudo for apt-get.
+set -euo pipefail
+
+missing=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing Debian packages: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  echo "need root (or sudo) to apt-get install ${missing[*]}; install them and rerun" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q >/dev/null || true   # stale lists are fine if the cache has them
+"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

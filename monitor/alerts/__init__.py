@@ -1,0 +1,1 @@
+"""Alert rules, lifecycle, CAP 1.2 and delivery."""

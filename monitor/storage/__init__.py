@@ -1,0 +1,1 @@
+"""Durable state outside Kafka: the alert history, subscriptions, deliveries and silences."""
