@@ -13,13 +13,18 @@ start) — a pass is never half-committed. A pass that fails (broker unreachable
 server down) is logged and retried with backoff; its offsets stay uncommitted, so
 nothing is lost. Bad input never fails a pass: it goes to the dead-letter topic.
 
+After every pass (and when a pass found nothing new) the alert stage
+(:mod:`monitor.alerts.stage`) turns new detections and hot spots into alerts; the webhook
+worker and the HTTP API run beside it in threads (:mod:`monitor.alerts.service`).
+
 Cluster mode (``FlinkRunner`` / ``DataflowRunner``): submit the unbounded job of
-:mod:`pipelines.streaming` and wait on it.
+:mod:`pipelines.streaming` and wait on it; run ``insar-monitor alerts run`` next to it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -34,6 +39,8 @@ from pipelines.context import PipelineContext
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
+# Test hook: exit once a pass has committed its detections, before the alerts are evaluated.
+FAULT_EXIT_BEFORE_ALERTS = "INSAR_MONITOR_FAULT_EXIT_BEFORE_ALERTS"
 
 
 @dataclass
@@ -41,6 +48,7 @@ class DaemonStats:
     passes: int = 0
     failed_passes: int = 0
     records: int = 0
+    alert_revisions: int = 0
 
 
 class Daemon:
@@ -51,14 +59,22 @@ class Daemon:
     config : MonitorConfig
     on_pass : callable, optional
         Called with each committed :class:`PassReport` (the demo prints from it).
+    on_alerts : callable, optional
+        Called with each :class:`monitor.alerts.stage.AlertStageReport` that made revisions.
     """
 
     def __init__(
-        self, config: MonitorConfig, *, on_pass: Callable[[PassReport], None] | None = None
+        self,
+        config: MonitorConfig,
+        *,
+        on_pass: Callable[[PassReport], None] | None = None,
+        on_alerts: Callable[[Any], None] | None = None,
     ) -> None:
         self.config = config
         self.ctx = PipelineContext.from_config(config)
         self.on_pass = on_pass
+        self.on_alerts = on_alerts
+        self.alerts: Any = None
         self.stats = DaemonStats()
         self._stop = threading.Event()
         self._abandon = threading.Event()
@@ -111,6 +127,17 @@ class Daemon:
                 "ledger reconciled: outputs of an interrupted pass found on the broker",
                 extra={"ids_added": added},
             )
+        if self.config.alerts.enabled and self.alerts is None:
+            from monitor.alerts.service import AlertService
+
+            self.alerts = AlertService(self.config, self.ctx.kafka)
+            self.alerts.start()
+
+    def close(self) -> None:
+        """Stop the alert service's threads (webhook worker, API)."""
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
 
     def run_once(self) -> PassReport | None:
         """One pass (None when there was nothing to read)."""
@@ -126,6 +153,20 @@ class Daemon:
                 self.on_pass(report)
         return report
 
+    def run_alerts_once(self) -> Any:
+        """One run of the alert stage (None when disabled or nothing was new)."""
+        if self.alerts is None or self._abandon.is_set():
+            return None
+        if os.environ.get(FAULT_EXIT_BEFORE_ALERTS):
+            log.error("fault injection: exiting before the alert stage")
+            os._exit(72)
+        report = self.alerts.run_once()
+        if report is not None and report.revisions:
+            self.stats.alert_revisions += len(report.revisions)
+            if self.on_alerts is not None:
+                self.on_alerts(report)
+        return report
+
     def run(self, *, until_idle: bool = False, max_passes: int | None = None) -> DaemonStats:
         """Loop over passes until stopped (or until a pass finds nothing, with ``until_idle``).
 
@@ -137,7 +178,6 @@ class Daemon:
             self._run_streaming()
             return self.stats
         self.prepare()
-        backoff = self.config.pipeline.poll_interval_s
         log.info(
             "daemon started",
             extra={
@@ -146,11 +186,21 @@ class Daemon:
                 "poll_interval_s": self.config.pipeline.poll_interval_s,
             },
         )
+        try:
+            self._loop(until_idle=until_idle, max_passes=max_passes)
+        finally:
+            self.close()
+        log.info("daemon stopped", extra={"passes": self.stats.passes})
+        return self.stats
+
+    def _loop(self, *, until_idle: bool, max_passes: int | None) -> None:
+        backoff = self.config.pipeline.poll_interval_s
         while not self._stop.is_set():
             if max_passes is not None and self.stats.passes >= max_passes:
                 break
             try:
                 report = self.run_once()
+                alert_report = self.run_alerts_once()
             except Exception as e:
                 # Not bad input (that is dead-lettered): the broker, the model server or the
                 # disk failed. Nothing was committed; retry the same pass after a pause.
@@ -163,12 +213,10 @@ class Daemon:
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
                 continue
             backoff = self.config.pipeline.poll_interval_s
-            if report is None:
+            if report is None and alert_report is None:
                 if until_idle:
                     break
                 self._stop.wait(self.config.pipeline.poll_interval_s)
-        log.info("daemon stopped", extra={"passes": self.stats.passes})
-        return self.stats
 
     def _run_streaming(self) -> None:
         from pipelines.streaming import build_streaming_pipeline, streaming_options

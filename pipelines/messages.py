@@ -33,7 +33,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -572,6 +572,7 @@ def detection_unrest(
     source: RecordRef,
     min_firing_tiles: int,
     produced_at: datetime | str | None = None,
+    frame_bounds: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Build a validated ``detection.v1`` of kind ``interferogram_unrest``.
 
@@ -592,6 +593,9 @@ def detection_unrest(
         The rule used for the decision (``FrameScore`` does not carry it).
     produced_at : datetime (tz-aware) or ISO string, optional
         Defaults to now (UTC); pass it for reproducible output.
+    frame_bounds : sequence of 4 floats, optional
+        left, bottom, right, top of the scored frame in the raster's CRS (the alert rules
+        use it as the area when no tile fired inside a watched region).
 
     Returns
     -------
@@ -624,6 +628,8 @@ def detection_unrest(
             },
         }
     )
+    if frame_bounds is not None:
+        obj["frame"]["bounds"] = [float(v) for v in frame_bounds]
     validate("detection.v1", obj)
     return obj
 

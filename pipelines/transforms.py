@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -195,6 +196,18 @@ def build_unrest_detection(
         model_version=model_version,
         source=RecordRef(*manifest.source.order),
         min_firing_tiles=ctx.min_firing_tiles,
+        frame_bounds=frame_extent(manifest.tiles),
+    )
+
+
+def frame_extent(tiles: Sequence[Mapping[str, Any]]) -> tuple[float, float, float, float] | None:
+    """left, bottom, right, top covering every tile that has bounds (None if none has)."""
+    boxes = [t["bounds"] for t in tiles if t.get("bounds") is not None]
+    if not boxes:
+        return None
+    return (
+        min(b[0] for b in boxes), min(b[1] for b in boxes),
+        max(b[2] for b in boxes), max(b[3] for b in boxes),
     )
 
 

@@ -60,10 +60,17 @@ def kafka_settings(kafka_broker: EmbeddedKafka) -> KafkaSettings:
     )
 
 
-def isolated_config_file(tmp_path: Path, bootstrap: str, **models: object) -> Path:
+def isolated_config_file(
+    tmp_path: Path,
+    bootstrap: str,
+    *,
+    sections: dict[str, object] | None = None,
+    **models: object,
+) -> Path:
     """A daemon config of its own on the shared broker: fresh topics, group and state dir.
 
-    ``models`` overrides keys of the ``models`` section (e.g. ``backend="grpc"``).
+    ``models`` overrides keys of the ``models`` section (e.g. ``backend="grpc"``);
+    ``sections`` adds whole sections (e.g. ``alerts``, ``database``, ``webhooks``).
     """
     import yaml
 
@@ -76,12 +83,14 @@ def isolated_config_file(tmp_path: Path, bootstrap: str, **models: object) -> Pa
             "detections": f"det-{tag}",
             "dlq": f"dlq-{tag}",
             "hotspots": f"hot-{tag}",
+            "alerts": f"alerts-{tag}",
         },
         "pipeline": {"poll_interval_s": 0.2},
         "storage": {"state_dir": str(tmp_path / "state")},
     }
     if models:
         data["models"] = models
+    data.update(sections or {})
     path = tmp_path / "monitor.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
