@@ -34,6 +34,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from monitor.config import MonitorConfig
+from monitor.demo_alerts import (
+    alert_config,
+    alerts_caught_up,
+    demo_subscriber,
+    describe_alert,
+    print_alerts_summary,
+    summarise_alerts,
+)
 from monitor.scoring import classify_ps_file, make_model_client, score_interferograms
 from serving.signatures import TREND_CLASSES, TREND_MODEL_NAME, UNREST_MODEL_NAME
 
@@ -75,6 +83,7 @@ class _Progress:
     outcome: dict[int, _Arrival] = field(default_factory=dict)
     detections: list[_Arrival] = field(default_factory=list)
     hotspots: list[_Arrival] = field(default_factory=list)
+    alerts: list[_Arrival] = field(default_factory=list)
     dead_letters: list[_Arrival] = field(default_factory=list)
     strays: list[_Arrival] = field(default_factory=list)  # outputs of nothing we published
 
@@ -142,7 +151,8 @@ def _demo_config(config: MonitorConfig, bootstrap: str, out: Path) -> MonitorCon
     cfg.storage.state_dir = out / "state"
     cfg.storage.ps_store = None
     cfg.storage.archive_dir = None
-    return cfg
+    cfg.database.url = None  # the demo's own SQLite store under its state directory
+    return alert_config(cfg)
 
 
 def _outgoing_for(step: Step, root: Path) -> Outgoing:
@@ -222,6 +232,8 @@ def _publish_and_watch(
     topics: dict[str, str],
     daemon_alive: Callable[[], bool],
     *,
+    alerts_topic: str,
+    alerts_done: Callable[[], bool],
     pause_s: float,
     timeout_s: float,
     t0: float,
@@ -233,7 +245,9 @@ def _publish_and_watch(
     from pipelines.kafka_io import KafkaPublisher
 
     progress = _Progress()
-    watcher = _OutputWatcher(ctx.kafka, [ctx.detection_topic, ctx.dlq_topic, ctx.hotspot_topic])
+    watcher = _OutputWatcher(
+        ctx.kafka, [ctx.detection_topic, ctx.dlq_topic, ctx.hotspot_topic, alerts_topic]
+    )
     steps = list(scenario.steps)
     # The demo also waits for the hot spots of every PS update that was classified.
     ps_updates = {
@@ -263,7 +277,10 @@ def _publish_and_watch(
                 not steps
                 and not progress.unaccounted()
                 and not (hotspots_on and progress.hotspots_pending(ps_updates))
+                and alerts_done()
             ):
+                for topic, value in watcher.poll():  # the alerts of the last pass
+                    _record_output(progress, topic, value, scenario, t0)
                 return progress, None
             if not daemon_alive():
                 return progress, "the daemon stopped unexpectedly"
@@ -277,6 +294,10 @@ def _record_output(
 ) -> None:
     payload = json.loads(value)
     arrival = _Arrival(time.perf_counter() - t0, topic, payload)
+    if payload.get("schema") == "alert.v1":
+        progress.alerts.append(arrival)
+        print(f"{_clock(t0)} ALERT       {describe_alert(payload)}", flush=True)
+        return
     if payload.get("schema") == "hotspot.v1":
         progress.hotspots.append(arrival)
         areas = payload["areas"]
@@ -499,6 +520,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  {b['label']:<40} expected {b['expected_reason']:<10} got {got:<10} "
               f"{'ok' if b['match'] else 'MISMATCH'}")
 
+    print_alerts_summary(summary["alerts"])
+
     o = summary["outputs"]
     print("\nOutputs")
     print(f"  scenario products and truth  {o['products']}/ ({o['scenario_truth']})")
@@ -529,6 +552,7 @@ def run_streaming_demo(
     0 when every published message was accounted for (a detection or a dead letter) and the
     daemon stopped cleanly; whether the detections match the truth is reported, not judged.
     """
+    from contextlib import ExitStack
     from dataclasses import replace
 
     from monitor.daemon import Daemon
@@ -550,13 +574,15 @@ def run_streaming_demo(
 
     t = time.perf_counter()
     # Absolute: the broker's log4j configuration is passed to the JVM as a file:// URI.
-    with EmbeddedKafka((out / "kafka").resolve(), num_partitions=3) as broker:
+    with ExitStack() as stack:
+        broker = stack.enter_context(EmbeddedKafka((out / "kafka").resolve(), num_partitions=3))
         print(f"  embedded Kafka 0.9 broker at {broker.bootstrap} "
               f"(started in {time.perf_counter() - t:.1f} s)")
         cfg = _demo_config(config, broker.bootstrap, out)
         ctx = PipelineContext.from_config(cfg)
         topics = {"interferogram": cfg.topics.interferograms, "ps_update": cfg.topics.ps_updates}
 
+        subscriber = stack.enter_context(demo_subscriber(cfg))
         t = time.perf_counter()
         daemon = Daemon(cfg)
         daemon.prepare()  # models load once per process; run() finds them loaded
@@ -579,6 +605,7 @@ def run_streaming_demo(
         try:
             progress, stopped_early = _publish_and_watch(
                 scenario, ctx, topics, thread.is_alive,
+                alerts_topic=cfg.topics.alerts, alerts_done=lambda: alerts_caught_up(cfg),
                 pause_s=pause_s, timeout_s=timeout_s, t0=t0,
             )
         finally:
@@ -593,6 +620,7 @@ def run_streaming_demo(
         committed = committed_offsets(ctx.kafka, ctx.input_topics)
         inputs_committed = all(committed.get(k) == v for k, v in ends.items() if v > 0)
         kafka_log, zookeeper_log = broker.kafka_log, broker.zookeeper_log
+        alerts = summarise_alerts(cfg, subscriber, out)
     print(f"\n{_clock(t0)} daemon stopped ({daemon.stats.passes} passes), broker stopped")
 
     summary = _summarise(scenario, progress, out, {
@@ -603,6 +631,7 @@ def run_streaming_demo(
                    "failed_passes": daemon.stats.failed_passes},
         "inputs_committed": inputs_committed,
     })
+    summary["alerts"] = alerts
     summary["outputs"].update(kafka_log=str(kafka_log), zookeeper_log=str(zookeeper_log),
                               summary=str(out / "summary.json"))
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

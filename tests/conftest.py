@@ -1,6 +1,7 @@
-"""Shared pytest fixtures: the embedded Kafka broker is available to every test.
+"""Shared pytest fixtures: the embedded Kafka broker and a real PostgreSQL server.
 
-The broker starts only when a test asks for ``kafka_broker`` or ``kafka_settings``.
+The broker starts only when a test asks for ``kafka_broker`` or ``kafka_settings``; the
+PostgreSQL server only when one asks for ``postgres_url`` or ``pg_store_url``.
 """
 
 import warnings
@@ -13,5 +14,6 @@ with warnings.catch_warnings():
     import kafka  # noqa: F401
 
 from tests.kafka_fixtures import kafka_broker, kafka_settings
+from tests.postgres_fixtures import pg_store_url, postgres_server, postgres_url
 
-__all__ = ["kafka_broker", "kafka_settings"]
+__all__ = ["kafka_broker", "kafka_settings", "pg_store_url", "postgres_server", "postgres_url"]

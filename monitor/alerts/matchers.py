@@ -70,8 +70,11 @@ def parse_matcher(text: str | Mapping[str, Any]) -> Matcher:
     True
     """
     if isinstance(text, Mapping):
+        op = text.get("op", "=")
+        if op not in ("=", "!=", "=~", "!~"):
+            raise ValueError(f"matcher {dict(text)}: op must be one of = != =~ !~")
         try:
-            return Matcher(str(text["label"]), text.get("op", "="), str(text["value"]))
+            return Matcher(str(text["label"]), op, str(text["value"]))
         except KeyError as e:
             raise ValueError(f"matcher {dict(text)} lacks {e}") from e
     m = _MATCHER.match(text)

@@ -196,7 +196,9 @@ class AlertStage:
         by_rule: dict[str, dict[str, dict[str, Any]]] = {}
         changed: set[tuple[str, str]] = set()
         transitions: list[Transition] = []
-        newest: date | None = None
+        # Each rule's own event-time clock: a volcano's alert must not expire because PS
+        # updates from another year arrived.
+        newest: dict[str, date] = {}
 
         def rule_states(rule_name: str) -> dict[str, dict[str, Any]]:
             if rule_name not in by_rule:
@@ -215,17 +217,18 @@ class AlertStage:
                     new, step = evaluate(rule, places.get(obs.place_key), obs)
                     places[obs.place_key] = new
                     changed.add((rule.name, obs.place_key))
-                    newest = obs.event_time if newest is None else max(newest, obs.event_time)
+                    newest[rule.name] = max(newest.get(rule.name, obs.event_time),
+                                            obs.event_time)
                     if step is not None:
                         transitions.append(step)
 
-        if newest is not None:
+        if newest:
             for (rule_name, place), state in self.store.load_states(active_only=True).items():
                 rule = self.rules.get(rule_name)
-                if rule is None:
-                    continue  # a rule removed from the config: its alerts stay as they were
+                if rule is None or rule_name not in newest:
+                    continue  # a removed rule's alerts stay as they were; an idle rule's clock
                 places = rule_states(rule_name)
-                new, step = expire(rule, place, places.get(place, state), newest)
+                new, step = expire(rule, place, places.get(place, state), newest[rule_name])
                 if step is not None:
                     places[place] = new
                     changed.add((rule_name, place))

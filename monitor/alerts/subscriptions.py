@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from shapely import make_valid
+from shapely.errors import GeometryTypeError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
@@ -91,7 +93,11 @@ class Subscription:
 
 
 def geometry_of(area: Mapping[str, Any]) -> BaseGeometry:
-    """A shapely geometry from GeoJSON (a geometry, a Feature or a FeatureCollection)."""
+    """A shapely geometry from GeoJSON (a geometry, a Feature or a FeatureCollection).
+
+    Raises ValueError for anything that is not usable GeoJSON, including an empty
+    geometry (a subscription to nowhere would silently receive nothing).
+    """
     try:
         kind = area.get("type")
         if kind == "Feature":
@@ -99,14 +105,16 @@ def geometry_of(area: Mapping[str, Any]) -> BaseGeometry:
         if kind == "FeatureCollection":
             from shapely.ops import unary_union
 
-            return unary_union([geometry_of(f) for f in area["features"]])
-        geom = shape(area)
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
+            geom = unary_union([geometry_of(f) for f in area["features"]])
+        else:
+            geom = shape(area)
+    except (KeyError, TypeError, AttributeError, ValueError, GeometryTypeError) as e:
         raise ValueError(f"area is not valid GeoJSON: {e}") from e
     if geom.is_empty:
         raise ValueError("area is an empty geometry")
     if not geom.is_valid:
-        geom = geom.buffer(0)  # self-touching rings drawn by hand: repair rather than refuse
+        # Self-crossing rings drawn by hand: repair rather than refuse, keeping every part.
+        geom = make_valid(geom)
     return geom
 
 

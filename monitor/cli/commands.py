@@ -27,8 +27,22 @@ def run(args: argparse.Namespace, config: MonitorConfig) -> int:
         "replay": replay,
         "hotspots": hotspots,
         "config": show_config,
+        "alerts": _alerts,
+        "api": _api,
     }[args.command]
     return handler(args, config)
+
+
+def _alerts(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor.cli.alerts_commands import run_alerts
+
+    return run_alerts(args, config)
+
+
+def _api(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from monitor.cli.alerts_commands import serve_api
+
+    return serve_api(args, config)
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -188,7 +202,8 @@ def run_daemon(args: argparse.Namespace, config: MonitorConfig) -> int:
     daemon.install_signal_handlers()
     stats = daemon.run(until_idle=args.until_idle, max_passes=args.max_passes)
     print(json.dumps({"passes": stats.passes, "records": stats.records,
-                      "failed_passes": stats.failed_passes}))
+                      "failed_passes": stats.failed_passes,
+                      "alert_revisions": stats.alert_revisions}))
     return 0
 
 

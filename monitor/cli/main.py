@@ -38,6 +38,8 @@ examples:
   insar-monitor run --config deploy/insar-monitor.yaml
   insar-monitor replay /data/archive --bootstrap kafka:9092
   insar-monitor demo
+  insar-monitor alerts list --state firing
+  insar-monitor api --port 8088          # then open http://127.0.0.1:8088/map
 
 references:
   Mirmazloumi et al. (2022), InSAR deformation time series classification using a CNN,
@@ -330,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     # same events would only interleave with them.
     p.set_defaults(log_level="ERROR")
 
+    from monitor.cli.alerts_parser import add_alert_parsers
+
+    add_alert_parsers(sub, _add_config)
+
     p = sub.add_parser("config", help="show the effective configuration or every key")
     p.add_argument("action", choices=["show", "schema"])
     _add_config(p)
@@ -370,7 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from monitor.logs import configure_logging, import_tensorflow_quietly
 
     configure_logging(args.log_level)
-    if args.command not in ("config", "generate", "hotspots") and args.log_level.upper() != "DEBUG":
+    no_tensorflow = ("config", "generate", "hotspots", "alerts", "api")
+    if args.command not in no_tensorflow and args.log_level.upper() != "DEBUG":
         import_tensorflow_quietly()
     try:
         config = _config_from(args)

@@ -21,7 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 
@@ -423,7 +434,9 @@ class AlertStore:
             )
         sub = self.get_subscription(sub_id)
         assert sub is not None  # just inserted in a committed transaction
-        log.info("subscription added", extra={"subscription_id": sub_id, "name": spec.name})
+        log.info(
+            "subscription added", extra={"subscription_id": sub_id, "subscription_name": spec.name}
+        )
         return sub, secret
 
     def _subscriptions(
@@ -460,13 +473,29 @@ class AlertStore:
         self, *, now: datetime | None = None, limit: int = 200
     ) -> list[DeliveryTask]:
         """Pending deliveries whose next attempt is due, oldest first."""
-        now = now or utcnow()
+        return self._due(now or utcnow(), limit, in_order=False)
+
+    def due_deliveries_in_order(
+        self, *, now: datetime | None = None, limit: int = 200
+    ) -> list[DeliveryTask]:
+        """Due deliveries, leaving out those queued behind a delivery waiting for its retry.
+
+        A delivery is held back while an earlier pending delivery to the same subscriber is
+        not due yet (it failed and waits out its backoff). Each subscriber then receives its
+        revisions in the order they were queued, across retries and restarts, and the
+        backlog of a failing subscriber does not take the places of other subscribers'
+        deliveries in the batch. Dead deliveries hold nothing back.
+        """
+        return self._due(now or utcnow(), limit, in_order=True)
+
+    def _due(self, now: datetime, limit: int, *, in_order: bool) -> list[DeliveryTask]:
+        d = t.deliveries
         q = (
             select(
-                t.deliveries.c.delivery_id,
-                t.deliveries.c.alert_event_id,
-                t.deliveries.c.subscription_id,
-                t.deliveries.c.attempts,
+                d.c.delivery_id,
+                d.c.alert_event_id,
+                d.c.subscription_id,
+                d.c.attempts,
                 t.subscriptions.c.url,
                 t.subscriptions.c.secret,
                 t.subscriptions.c.format,
@@ -474,20 +503,37 @@ class AlertStore:
             )
             .join(
                 t.subscriptions,
-                t.subscriptions.c.subscription_id == t.deliveries.c.subscription_id,
+                t.subscriptions.c.subscription_id == d.c.subscription_id,
             )
             .join(
                 t.alert_events,
-                t.alert_events.c.alert_event_id == t.deliveries.c.alert_event_id,
+                t.alert_events.c.alert_event_id == d.c.alert_event_id,
             )
             .where(
-                t.deliveries.c.status == DELIVERY_PENDING,
-                t.deliveries.c.next_attempt_at <= now,
+                d.c.status == DELIVERY_PENDING,
+                d.c.next_attempt_at <= now,
                 t.subscriptions.c.active.is_(True),
             )
-            .order_by(t.deliveries.c.created_at, t.deliveries.c.delivery_id)
+            .order_by(d.c.created_at, d.c.delivery_id)
             .limit(limit)
         )
+        if in_order:
+            waiting = d.alias("waiting")
+            queued_before = or_(
+                waiting.c.created_at < d.c.created_at,
+                and_(
+                    waiting.c.created_at == d.c.created_at,
+                    waiting.c.delivery_id < d.c.delivery_id,
+                ),
+            )
+            q = q.where(
+                ~exists().where(
+                    waiting.c.subscription_id == d.c.subscription_id,
+                    waiting.c.status == DELIVERY_PENDING,
+                    waiting.c.next_attempt_at > now,
+                    queued_before,
+                )
+            )
         with self.engine.connect() as conn:
             return [
                 DeliveryTask(

@@ -16,6 +16,9 @@ Everything is created by :func:`create_all`; there are no migrations yet (schema
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -29,9 +32,39 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that writes and reads UTC on every backend.
+
+    Both backends get it wrong on their own: SQLite's DATETIME drops the offset and keeps the
+    wall-clock time (10:00+02:00 would be stored, and compared, as 10:00 UTC) and
+    PostgreSQL's timestamptz comes back in the *session* time zone, which is the server's
+    local zone unless configured otherwise. Naive values are taken as UTC, as everywhere
+    in the store (PostgreSQL would otherwise read them in the session zone too).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        return _to_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return _to_utc(value)
+
+
+def _to_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
 
 metadata = MetaData()
 
@@ -42,7 +75,7 @@ rule_state = Table(
     Column("place_key", String(400), primary_key=True),
     Column("active", Boolean, nullable=False, default=False),
     Column("state", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 alerts = Table(
@@ -65,8 +98,8 @@ alerts = Table(
     Column("north", Float, nullable=False),
     Column("episode_start", String(10), nullable=False),
     Column("event_time", String(10), nullable=False, index=True),
-    Column("first_sent_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("first_sent_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False, index=True),
     Column("suppressed", Boolean, nullable=False, default=False),
     Column("latest", JSON, nullable=False),
 )
@@ -78,9 +111,9 @@ alert_events = Table(
     Column("alert_id", String(600), ForeignKey("alerts.alert_id"), nullable=False, index=True),
     Column("revision", Integer, nullable=False),
     Column("transition", String(16), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("sent_at", UTCDateTime(), nullable=False, index=True),
     Column("payload", JSON, nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("published_at", UTCDateTime(), nullable=True),
     Column("cap_path", Text, nullable=True),
     UniqueConstraint("alert_id", "revision", name="uq_alert_revision"),
 )
@@ -99,7 +132,7 @@ subscriptions = Table(
     Column("min_severity", String(16), nullable=False),
     Column("format", String(8), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 deliveries = Table(
@@ -122,11 +155,11 @@ deliveries = Table(
     ),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("last_status", Integer, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime(), nullable=True),
     UniqueConstraint("alert_event_id", "subscription_id", name="uq_delivery"),
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
@@ -136,11 +169,11 @@ silences = Table(
     metadata,
     Column("silence_id", String(64), primary_key=True),
     Column("matchers", JSON, nullable=False),
-    Column("starts_at", DateTime(timezone=True), nullable=False),
-    Column("ends_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False, index=True),
     Column("created_by", String(200), nullable=False),
     Column("comment", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 

@@ -1,9 +1,15 @@
-"""A real HTTP server that plays a webhook subscriber in tests: records every POST."""
+"""A minimal webhook subscriber: an HTTP server that records every POST it receives.
+
+The demo registers one to show a signed delivery arriving, the tests use it as the far end
+of real deliveries, and an operator can run one to check a deployment's webhooks before
+pointing them at a real subscriber. Signatures are checked by the caller with
+:func:`monitor.alerts.webhooks.verify_signature` on the recorded body and headers.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,21 +23,28 @@ class ReceivedPost:
 
 
 class WebhookReceiver:
-    """Accepts POSTs on any path with 200 and keeps them in arrival order."""
+    """Accepts POSTs on any path with 200 and keeps them in arrival order.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    on_post : callable, optional
+        Called (in the server's thread) with each :class:`ReceivedPost`.
+    """
+
+    def __init__(self, on_post: Callable[[ReceivedPost], None] | None = None) -> None:
         self.posts: list[ReceivedPost] = []
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                post = ReceivedPost(self.path, dict(self.headers.items()), body)
                 with receiver._lock:
-                    receiver.posts.append(
-                        ReceivedPost(self.path, {k: v for k, v in self.headers.items()}, body)
-                    )
+                    receiver.posts.append(post)
+                if on_post is not None:
+                    on_post(post)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -60,8 +73,11 @@ class WebhookReceiver:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
+def webhook_receiver(
+    on_post: Callable[[ReceivedPost], None] | None = None,
+) -> Iterator[WebhookReceiver]:
+    """A started :class:`WebhookReceiver`, stopped on exit."""
+    receiver = WebhookReceiver(on_post)
     receiver.start()
     try:
         yield receiver
