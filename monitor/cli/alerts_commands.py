@@ -128,7 +128,9 @@ def write_map(args: argparse.Namespace, config: MonitorConfig) -> int:
 
     alerts = _store(config).list_alerts(state=None if args.all else "firing", limit=5000)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_map_html(alerts), encoding="utf-8")
+    # CAP links only when the API has a public address to point them at.
+    api_base = config.api.public_url
+    args.out.write_text(render_map_html(alerts, api_base=api_base), encoding="utf-8")
     print(json.dumps({"map": str(args.out), "alerts": len(alerts)}))
     return 0
 
