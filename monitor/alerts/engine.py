@@ -141,13 +141,10 @@ def evaluate(
     window = sorted([*s["window"], {"id": obs.obs_id, "t": t, "v": obs.value}],
                     key=lambda e: (e["t"], e["id"]))
     s["window"] = window[-_window_size(rule):]
+    latest = s["last_obs"] is None or t >= s["last_obs"]
     s["last_obs"] = max(filter(None, [s["last_obs"], t]))
-    s["labels"] = {**s["labels"], **obs.labels}
-    s["place_name"] = obs.place_name
-    if obs.area is not None:
-        s["area"] = dict(obs.area)
-    s["details"] = dict(obs.details)
-    s["value"] = obs.value
+    if latest:
+        _take_latest(s, obs)
 
     current = s["level"] if s["active"] else None
     raised = raise_level(rule, s["window"])
@@ -198,7 +195,7 @@ def evaluate(
             f"severity {verb} from {rule.levels[current].severity} to "
             f"{rule.levels[level].severity}"
         )
-    elif current is not None and level is not None:
+    elif current is not None and level is not None and latest:
         kind, reason = _update_while_firing(rule, s, obs)
 
     if s["active"]:
@@ -209,6 +206,17 @@ def evaluate(
     if kind is None:
         return s, None
     return _step(rule, s, obs.place_key, kind, reason, obs)
+
+
+def _take_latest(s: dict[str, Any], obs: Observation) -> None:
+    # Only the newest observation describes the place now; a late one (an older acquisition
+    # processed after newer ones) still counts in the window but must not repaint the alert.
+    s["labels"] = {**s["labels"], **obs.labels}
+    s["place_name"] = obs.place_name
+    if obs.area is not None:
+        s["area"] = dict(obs.area)
+    s["details"] = dict(obs.details)
+    s["value"] = obs.value
 
 
 def _hits(window: Sequence[dict[str, Any]], rule: Any, threshold: float) -> int:

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import shapely
 from pyproj import CRS, Geod, Transformer
 from shapely.geometry import MultiPoint, box, mapping, shape
-from shapely.ops import transform, unary_union
+from shapely.ops import unary_union
 
 _GEOD = Geod(ellps="WGS84")
 
@@ -41,7 +42,9 @@ def area_of_spec(spec: Any) -> dict[str, Any]:
             "geometry": circle_polygon(c.longitude, c.latitude, c.radius_km),
             "circle": {"longitude": c.longitude, "latitude": c.latitude, "radius_km": c.radius_km},
         }
-    return {"description": spec.name, "geometry": _polygonal(shape(spec.geometry))}
+    from monitor.alerts.subscriptions import geometry_of  # as AreaSpec validated it
+
+    return {"description": spec.name, "geometry": _polygonal(geometry_of(spec.geometry))}
 
 
 def boxes_area(bounds: Iterable[Sequence[float]], description: str) -> dict[str, Any] | None:
@@ -64,10 +67,19 @@ def buffered_hull(
     lon0 = float(np.mean([p[0] for p in points]))
     lat0 = float(np.mean([p[1] for p in points]))
     local = CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
-    fwd = Transformer.from_crs("EPSG:4326", local, always_xy=True).transform
-    inv = Transformer.from_crs(local, "EPSG:4326", always_xy=True).transform
-    hull = transform(fwd, MultiPoint(list(points))).convex_hull.buffer(max(buffer_m, 1.0), 16)
-    return {"description": description, "geometry": _polygonal(transform(inv, hull))}
+    fwd = _vectorised(Transformer.from_crs("EPSG:4326", local, always_xy=True))
+    inv = _vectorised(Transformer.from_crs(local, "EPSG:4326", always_xy=True))
+    hull = shapely.transform(MultiPoint(list(points)), fwd).convex_hull
+    hull = hull.buffer(max(buffer_m, 1.0), 16)
+    return {"description": description, "geometry": _polygonal(shapely.transform(hull, inv))}
+
+
+def _vectorised(transformer: Transformer) -> Any:
+    def apply(xy: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return apply
 
 
 def geometry_area(geometry: Mapping[str, Any], description: str) -> dict[str, Any]:

@@ -8,8 +8,9 @@ the engine can be tested without Kafka.
 Unrest values come from the detection's fired tiles (probability >= the model
 threshold). Tiles below that threshold are not listed, so for a watched area where no
 tile fired the value is an *upper bound*: the frame's highest probability if no tile
-fired anywhere, otherwise just below the model threshold. Clear thresholds under the
-model threshold therefore clear as soon as no tile inside the area fires.
+fired anywhere, otherwise just below the model threshold. A rule with an area therefore
+clears while tiles elsewhere in the frame fire only if its clear threshold is at or above
+the model threshold (docs/alerts.md).
 """
 
 from __future__ import annotations
@@ -233,6 +234,13 @@ def _observe_ps(rule: PSTrendRule, det: Mapping[str, Any]) -> list[Observation]:
     if rule.datasets and det["dataset_id"] not in rule.datasets:
         return []
     area = _rule_area(rule)
+    if area is not None and not any(
+        contains_point(area, c["longitude"], c["latitude"]) for c in det["changes"]
+    ):
+        # Detections carry no tile footprint: an update with no changed point inside the
+        # area says nothing about it (not even "quiet"), so it is no observation. Area
+        # alerts therefore end by expiry unless later updates inside the area clear them.
+        return []
     changed = [
         c for c in det["changes"]
         if c["previous_class"] in rule.from_classes

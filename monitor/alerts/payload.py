@@ -61,7 +61,9 @@ def _description(rule: Any, s: dict[str, Any], t: Transition) -> str:
         transitions = d.get("transitions", {})
         if transitions:
             lines.append(
-                "Class changes: " + ", ".join(f"{k} x{n}" for k, n in sorted(transitions.items()))
+                "Class changes: "
+                + ", ".join(f"{k} x{n}" for k, n in sorted(transitions.items()))
+                + "."
             )
         lines.append(f"Update {d.get('update_id', '?')}.")
     else:
