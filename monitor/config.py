@@ -391,8 +391,11 @@ def describe_schema() -> str:
             # annotated_types constraints print as e.g. "Ge(ge=1)": show "ge=1".
             bounds = [re.sub(r"^\w+\((.*)\)$", r"\1", repr(m)) for m in field.metadata]
             extra = f" [{', '.join(bounds)}]" if bounds else ""
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, list) and default and hasattr(default[0], "name"):
+                default = "[" + ", ".join(str(r.name) for r in default) + "]"
             lines.append(
-                f"{prefix}{name}: {field.default!s}  # {type_name}{extra}. {field.description}"
+                f"{prefix}{name}: {default!s}  # {type_name}{extra}. {field.description}"
             )
 
     walk(MonitorConfig, "")

@@ -70,10 +70,19 @@ def describe_alert(payload: dict[str, Any]) -> str:
 
 
 def summarise_alerts(
-    cfg: MonitorConfig, subscriber: DemoSubscriber, out: Path, *, wait_s: float = 10.0
+    cfg: MonitorConfig,
+    subscriber: DemoSubscriber,
+    out: Path,
+    *,
+    expected: dict[str, bool],
+    wait_s: float = 10.0,
 ) -> dict[str, Any]:
     """Alerts in the store, deliveries received (signatures checked), CAP files validated,
-    and a self-contained map page written to ``out/alerts.html``."""
+    and a self-contained map page written to ``out/alerts.html``.
+
+    ``expected`` maps a place (volcano or frame id) to whether the scenario's truth calls
+    for an alert there.
+    """
     from monitor.alerts.cap import validate_cap
     from monitor.alerts.webhooks import SIGNATURE_HEADER, verify_signature
     from monitor.api.map_page import render_map_html
@@ -81,9 +90,9 @@ def summarise_alerts(
 
     store = AlertStore(cfg.database_url())
     try:
-        expected = len(store.list_deliveries(limit=100000))
+        queued = len(store.list_deliveries(limit=100000))
         deadline = time.monotonic() + wait_s
-        while len(subscriber.receiver.received()) < expected and time.monotonic() < deadline:
+        while len(subscriber.receiver.received()) < queued and time.monotonic() < deadline:
             time.sleep(0.1)
         posts: list[ReceivedPost] = subscriber.receiver.received()
         signed = sum(
@@ -102,7 +111,14 @@ def summarise_alerts(
                 pass
         map_path = out / "alerts.html"
         map_path.write_text(render_map_html(alerts), encoding="utf-8")
+        raised = {a["place"]["key"].split(":", 1)[-1] for a in alerts
+                   if a["rule"]["kind"] == "unrest"}
         return {
+            "expected": [
+                {"place": place, "alert_expected": want, "alert_raised": place in raised,
+                 "ok": (place in raised) == want}
+                for place, want in expected.items()
+            ],
             "alerts": [
                 {"alert_id": a["alert_id"], "state": a["state"], "severity": a["severity"],
                  "revision": a["revision"], "headline": a["headline"],
@@ -111,7 +127,7 @@ def summarise_alerts(
                 for a in alerts
             ],
             "revisions": store.count_events(),
-            "deliveries_queued": expected,
+            "deliveries_queued": queued,
             "webhooks_received": len(posts),
             "webhooks_signature_valid": int(signed),
             "cap_files": len(cap_files),
@@ -132,6 +148,11 @@ def print_alerts_summary(summary: dict[str, Any]) -> None:
         print(f"            {a['headline']}")
     if not summary["alerts"]:
         print("  none")
+    for e in summary["expected"]:
+        want = "yes" if e["alert_expected"] else "no"
+        got = "yes" if e["alert_raised"] else "no"
+        print(f"  unrest alert for {e['place']:<20} expected {want:<4}got {got:<4}"
+              f"{'ok' if e['ok'] else 'MISMATCH'}")
     print(f"  revisions {summary['revisions']}; webhook deliveries {summary['webhooks_received']}"
           f"/{summary['deliveries_queued']} received, {summary['webhooks_signature_valid']} "
           "with a valid HMAC-SHA256 signature")

@@ -261,8 +261,8 @@ class CapConfig(_Strict):
     status: Literal["Actual", "Exercise", "System", "Test", "Draft"] = Field(
         "Actual", description="CAP <status>; use Exercise or Test outside operations."
     )
-    language: str = "en-US"
-    contact: str | None = None
+    language: str = Field("en-US", description="CAP <language> of the texts (RFC 3066).")
+    contact: str | None = Field(None, description="CAP <contact>: whom to call about alerts.")
 
 
 def _default_rules() -> list[Any]:
