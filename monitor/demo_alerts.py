@@ -84,7 +84,7 @@ def summarise_alerts(
     for an alert there.
     """
     from monitor.alerts.cap import validate_cap
-    from monitor.alerts.webhooks import SIGNATURE_HEADER, verify_signature
+    from monitor.alerts.signing import SIGNATURE_HEADER, verify_signature
     from monitor.api.map_page import render_map_html
     from monitor.storage.alert_store import AlertStore
 

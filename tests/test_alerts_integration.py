@@ -23,9 +23,9 @@ import pytest
 
 from monitor.alerts.cap import validate_cap
 from monitor.alerts.receiver import webhook_receiver
+from monitor.alerts.signing import SIGNATURE_HEADER, verify_signature
 from monitor.alerts.stage import FAULT_EXIT_AFTER_ALERTS
 from monitor.alerts.subscriptions import SubscriptionSpec
-from monitor.alerts.webhooks import SIGNATURE_HEADER, verify_signature
 from monitor.config import load_config
 from monitor.daemon import FAULT_EXIT_BEFORE_ALERTS
 from monitor.publishing import interferogram_message, outgoing, publish

@@ -26,20 +26,19 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from monitor.alerts import webhooks
+from monitor.alerts import signing
 from monitor.alerts.cap import validate_cap
-from monitor.alerts.subscriptions import DeliveryFormat, SubscriptionSpec
-from monitor.alerts.webhooks import (
+from monitor.alerts.signing import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
-    USER_AGENT,
-    WebhookDispatcher,
     backoff_delay,
     sign,
     verify_signature,
 )
+from monitor.alerts.subscriptions import DeliveryFormat, SubscriptionSpec
+from monitor.alerts.webhooks import USER_AGENT, WebhookDispatcher
 from monitor.config import WebhooksConfig
 from monitor.storage.alert_store import AlertBatch, AlertStore, DeliveryTask
 
@@ -255,7 +254,7 @@ def test_received_signature_verifies_only_with_the_right_secret_body_and_fresh_t
 
 
 def test_verify_signature_doctest_runs() -> None:
-    result = doctest.testmod(webhooks, verbose=False)
+    result = doctest.testmod(signing, verbose=False)
     assert result.attempted >= 5
     assert result.failed == 0
 

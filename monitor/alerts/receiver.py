@@ -3,7 +3,7 @@
 The demo registers one to show a signed delivery arriving, the tests use it as the far end
 of real deliveries, and an operator can run one to check a deployment's webhooks before
 pointing them at a real subscriber. Signatures are checked by the caller with
-:func:`monitor.alerts.webhooks.verify_signature` on the recorded body and headers.
+:func:`monitor.alerts.signing.verify_signature` on the recorded body and headers.
 """
 
 from __future__ import annotations
