@@ -36,7 +36,8 @@ lint: setup
 kafka-libs: setup
 	$(BIN)/python -c "from monitor.embedded_kafka import kafka_libs_dir; print(kafka_libs_dir())"
 
-# Real services the tests start: PostgreSQL 15 and headless Chromium, from Debian's packages.
+# Real services the tests start, from Debian's packages: PostgreSQL 15, headless Chromium,
+# and Prometheus (the server that scrapes the daemon, and promtool for the alerting rules).
 system-deps:
 	@bash deploy/scripts/system-deps.sh
 

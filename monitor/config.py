@@ -150,6 +150,11 @@ class PipelineConfig(_Section):
     poll_interval_s: float = Field(
         2.0, gt=0, le=3600, description="Pause between passes when nothing new arrived, seconds."
     )
+    expansion_service: str | None = Field(
+        None,
+        description="Cluster runners: host:port of a running Kafka expansion service for "
+        "ReadFromKafka (default: Beam downloads the jar and runs it itself).",
+    )
     max_records_per_partition: int = Field(
         2000, ge=1, description="Cap on the records one pass takes from a partition."
     )
@@ -240,6 +245,19 @@ class WebhooksConfig(_Section):
     )
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics and health endpoints (/metrics, /healthz, /readyz)."""
+
+    enabled: bool = Field(True, description="Serve /metrics, /healthz and /readyz.")
+    host: str = Field(
+        "127.0.0.1", description="Interface to listen on (0.0.0.0 in a container)."
+    )
+    port: int = Field(9464, ge=0, le=65535, description="TCP port (0: any free port).")
+    readiness_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Deadline of each readiness check (broker, store), s."
+    )
+
+
 class ApiConfig(_Section):
     """The HTTP API (alerts, CAP, Atom feed, subscriptions, silences, map page)."""
 
@@ -306,6 +324,7 @@ class MonitorConfig(_Section):
     database: DatabaseConfig = DatabaseConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def database_url(self) -> str:
         """The alert store's SQLAlchemy URL (secret: do not log it; see AlertStore.url_for_logs)."""

@@ -39,6 +39,8 @@ from pipelines.context import PipelineContext
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
+# Consumer lag is read at most this often (each read opens broker connections).
+LAG_INTERVAL_S = 10.0
 # Test hook: exit once a pass has committed its detections, before the alerts are evaluated.
 FAULT_EXIT_BEFORE_ALERTS = "INSAR_MONITOR_FAULT_EXIT_BEFORE_ALERTS"
 
@@ -75,6 +77,8 @@ class Daemon:
         self.on_pass = on_pass
         self.on_alerts = on_alerts
         self.alerts: Any = None
+        self.health: Any = None
+        self._lag_read_at = 0.0
         self.stats = DaemonStats()
         self._stop = threading.Event()
         self._abandon = threading.Event()
@@ -103,12 +107,17 @@ class Daemon:
 
     # -- running ---------------------------------------------------------------------
     def prepare(self) -> None:
-        """Load and check both models, create the state directory, reconcile the ledger."""
+        """Serve metrics, load and check both models, reconcile the ledger, start alerts."""
+        from monitor import metrics
+        from pipelines import observe
         from pipelines.ledger import EmittedLedger
 
         self.config.storage.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_health()
+        observe.set_inference_recorder(metrics.record_inference)
         for endpoint in (self.ctx.unrest, self.ctx.trend):
             loaded = endpoint.load()
+            metrics.record_model(loaded.name, loaded.version, endpoint.backend)
             log.info(
                 "model ready",
                 extra={"model": loaded.model_id, "backend": endpoint.backend},
@@ -134,18 +143,90 @@ class Daemon:
             self.alerts.start()
 
     def close(self) -> None:
-        """Stop the alert service's threads (webhook worker, API)."""
+        """Stop the alert service's threads (webhook worker, API) and the metrics server."""
         if self.alerts is not None:
             self.alerts.stop()
             self.alerts = None
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
+
+    # -- observability -----------------------------------------------------------------
+    def _start_health(self) -> None:
+        if not self.config.metrics.enabled or self.health is not None:
+            return
+        from monitor.health import HealthServer
+
+        m = self.config.metrics
+        self.health = HealthServer(
+            m.host, m.port, self.readiness_checks(), timeout_s=m.readiness_timeout_s
+        )
+        self.health.start()
+
+    def readiness_checks(self) -> dict[str, Callable[[], str | None]]:
+        """Broker reachable, models loaded, alert store writable (see monitor/health.py)."""
+        from pipelines.kafka_io import KafkaIOError, topic_partitions
+
+        def broker() -> str | None:
+            try:
+                topic_partitions(self.ctx.kafka, self.ctx.input_topics)
+            except KafkaIOError as e:
+                return f"broker unreachable: {e}"
+            return None
+
+        def models() -> str | None:
+            from pipelines.model_endpoint import is_loaded
+
+            missing = [e.model_name for e in (self.ctx.unrest, self.ctx.trend) if not is_loaded(e)]
+            return f"models not loaded yet: {', '.join(missing)}" if missing else None
+
+        def store() -> str | None:
+            if not self.config.alerts.enabled:
+                return None
+            if self.alerts is None:
+                return "alert store not opened yet"
+            return self.alerts.store.check_writable()
+
+        return {"broker": broker, "models": models, "alert_store": store}
+
+    def _record_lag(self) -> None:
+        import time
+        from dataclasses import replace
+
+        from monitor import metrics
+        from pipelines.kafka_io import committed_offsets, end_offsets
+
+        now = time.monotonic()
+        if now - self._lag_read_at < LAG_INTERVAL_S:
+            return
+        self._lag_read_at = now
+        groups = [(self.ctx.kafka, self.ctx.input_topics)]
+        if self.alerts is not None:
+            groups.append((
+                replace(self.ctx.kafka, group_id=f"{self.ctx.kafka.group_id}-alerts"),
+                [self.config.topics.detections, self.config.topics.hotspots],
+            ))
+        for settings, topics in groups:
+            ends = end_offsets(settings, topics)
+            committed = committed_offsets(settings, topics)
+            metrics.record_lag(
+                settings.group_id,
+                {k: end - (committed.get(k) or 0) for k, end in ends.items()},
+            )
 
     def run_once(self) -> PassReport | None:
         """One pass (None when there was nothing to read)."""
+        from monitor import metrics
+
         report = run_pass(
             self.ctx,
             max_records_per_partition=self.config.pipeline.max_records_per_partition,
             should_commit=lambda: not self._abandon.is_set(),
         )
+        if report is None:
+            metrics.record_empty_pass()
+        elif not self._abandon.is_set():
+            metrics.record_pass(report)
         if report is not None and not self._abandon.is_set():
             self.stats.passes += 1
             self.stats.records += report.records
@@ -201,10 +282,14 @@ class Daemon:
             try:
                 report = self.run_once()
                 alert_report = self.run_alerts_once()
+                self._record_lag()
             except Exception as e:
                 # Not bad input (that is dead-lettered): the broker, the model server or the
                 # disk failed. Nothing was committed; retry the same pass after a pause.
                 self.stats.failed_passes += 1
+                from monitor import metrics
+
+                metrics.record_failed_pass()
                 log.error(
                     "pass failed; it will be retried",
                     extra={"error": f"{type(e).__name__}: {e}", "retry_in_s": backoff},
@@ -223,7 +308,13 @@ class Daemon:
 
         p = self.config.pipeline
         options = streaming_options(p.runner, dict(p.runner_options))
-        pipeline = build_streaming_pipeline(self.ctx, options)
+        pipeline = build_streaming_pipeline(
+            self.ctx, options, expansion_service=p.expansion_service
+        )
+        self._start_health()  # liveness and process metrics of the submitting process
         log.info("submitting the streaming job", extra={"runner": p.runner})
-        result: Any = pipeline.run()
-        result.wait_until_finish()
+        try:
+            result: Any = pipeline.run()
+            result.wait_until_finish()
+        finally:
+            self.close()

@@ -152,6 +152,7 @@ def _demo_config(config: MonitorConfig, bootstrap: str, out: Path) -> MonitorCon
     cfg.storage.ps_store = None
     cfg.storage.archive_dir = None
     cfg.database.url = None  # the demo's own SQLite store under its state directory
+    cfg.metrics.port = 0  # any free port; printed once the daemon serves it
     return alert_config(cfg)
 
 
@@ -589,6 +590,8 @@ def run_streaming_demo(
         print(f"  models loaded and checked in {time.perf_counter() - t:.1f} s "
               f"({cfg.models.backend} backend); daemon polling every "
               f"{cfg.pipeline.poll_interval_s:.0f} s, state in {cfg.storage.state_dir}/")
+        if daemon.health is not None:
+            print(f"  metrics {daemon.health.url}/metrics, readiness {daemon.health.url}/readyz")
         errors: list[BaseException] = []
 
         def run_daemon() -> None:

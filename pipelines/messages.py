@@ -612,6 +612,7 @@ def detection_unrest(
             "source": source.to_json_dict(),
             "event_time": msg.secondary_date.isoformat(),
             "produced_at": _timestamp(produced_at),
+            "input_published_at": msg.published_at,
             "product_id": msg.product_id,
             "frame_id": msg.frame_id,
             "primary_date": msg.primary_date.isoformat(),
@@ -720,6 +721,8 @@ def detection_ps(
             for c in changes
         ],
     }
+    if msg.published_at is not None:
+        obj["input_published_at"] = msg.published_at
     validate("detection.v1", obj if check_every_change else {**obj, "changes": obj["changes"][:1]})
     return obj
 

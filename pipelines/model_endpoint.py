@@ -92,6 +92,12 @@ class ModelEndpoint:
             return loaded
 
 
+def is_loaded(endpoint: ModelEndpoint) -> bool:
+    """Whether this process holds a ready client for ``endpoint`` (readiness probes)."""
+    with _CLIENTS_LOCK:
+        return endpoint in _CLIENTS
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A ready client and the model version it answered with at start-up."""

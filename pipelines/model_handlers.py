@@ -9,6 +9,7 @@ the embedded default), and the handlers here adapt it to Beam's ``ModelHandler``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from pipelines import observe
 from pipelines.model_endpoint import LoadedModel, ModelEndpoint
 
 
@@ -40,6 +42,20 @@ class _ClientModelHandler(ModelHandler[Any, PredictionResult, Any]):
     def get_metrics_namespace(self) -> str:
         return f"insar_monitor.{self._endpoint.model_name}"
 
+    def _predict(self, model: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        # Timed here, per request, for the inference latency histogram and error counter.
+        start = time.perf_counter()
+        ok = False
+        try:
+            outputs = model.client.predict(inputs)
+            ok = True
+            return outputs
+        finally:
+            observe.inference(
+                self._endpoint.model_name, self._endpoint.backend,
+                time.perf_counter() - start, ok,
+            )
+
 
 class UnrestModelHandler(_ClientModelHandler):
     """Examples: ``(224, 224)`` float32 wrapped-phase tiles -> unrest probability (float)."""
@@ -51,7 +67,7 @@ class UnrestModelHandler(_ClientModelHandler):
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         phase = np.stack([np.asarray(t, dtype=np.float32) for t in batch])
-        probs = np.asarray(model.client.predict({"phase": phase})["probability"], dtype=float)
+        probs = np.asarray(self._predict(model, {"phase": phase})["probability"], dtype=float)
         # The example is not echoed back: tiles are 200 kB each and nothing downstream needs
         # the pixels, only the probability (keeps shuffles small).
         return [PredictionResult(None, float(p), model.model_id) for p in probs]
@@ -89,9 +105,9 @@ class TrendModelHandler(_ClientModelHandler):
             return out
 
         disp = np.concatenate([pad(e.displacement_mm) for e in batch])
-        time = np.concatenate([pad(e.time_days) for e in batch])
+        days = np.concatenate([pad(e.time_days) for e in batch])
         probs = np.asarray(
-            model.client.predict({"displacement_mm": disp, "time_days": time})["probabilities"],
+            self._predict(model, {"displacement_mm": disp, "time_days": days})["probabilities"],
             dtype=np.float32,
         )
         out, start = [], 0

@@ -102,10 +102,16 @@ def build_streaming_pipeline(
     *,
     source: beam.PTransform | None = None,
     window_s: int = DEFAULT_WINDOW_S,
+    expansion_service: str | None = None,
 ) -> beam.Pipeline:
-    """The unbounded job; ``source`` replaces Kafka (tests pass a TestStream of records)."""
+    """The unbounded job; ``source`` replaces Kafka (tests pass a TestStream of records).
+
+    ``expansion_service`` (``host:port``) is the Kafka expansion service to use instead of
+    the jar Beam would download and run in Docker (Flink task managers on Kubernetes have
+    no Docker; see deploy/flink/README.md).
+    """
     pipeline = beam.Pipeline(options=options)
-    records = pipeline | "Source" >> (source or ReadKafkaUnbounded(ctx))
+    records = pipeline | "Source" >> (source or ReadKafkaUnbounded(ctx, expansion_service))
     windowed = records | "EventWindows" >> beam.WindowInto(window.FixedWindows(window_s))
     monitor_graph(windowed, ctx)
     return pipeline

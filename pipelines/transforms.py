@@ -577,6 +577,12 @@ class _PublishOnceFn(beam.DoFn):
         _maybe_crash_after_publish()
         self.ledger.record(self.topic, [oid for oid, _ in batch])
         self.published.inc(len(batch))
+        for _, payload in batch:
+            if payload.get("schema") == "dead_letter.v1":
+                # Reason codes are a small fixed set (docs/messages.md): fit for a label.
+                beam.metrics.Metrics.counter(
+                    METRICS_NAMESPACE, f"dead_letter.{payload.get('reason', 'unknown')}"
+                ).inc()
 
     @staticmethod
     def _key(payload: dict[str, Any]) -> bytes | None:

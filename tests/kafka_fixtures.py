@@ -86,6 +86,7 @@ def isolated_config_file(
             "alerts": f"alerts-{tag}",
         },
         "pipeline": {"poll_interval_s": 0.2},
+        "metrics": {"port": 0},  # any free port: tests run beside each other and the demo
         "storage": {"state_dir": str(tmp_path / "state")},
     }
     if models:

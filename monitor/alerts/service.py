@@ -50,6 +50,7 @@ class AlertService:
         log.info("alert store ready", extra={"database": self.store.url_for_logs})
         self.stage.prepare()
         if self.config.webhooks.enabled:
+            from monitor import metrics
             from monitor.alerts.webhooks import WebhookDispatcher
 
             self.dispatcher = WebhookDispatcher(
@@ -57,6 +58,7 @@ class AlertService:
                 self.config.webhooks,
                 cap_settings=cap_settings(self.config),
                 clock=self.clock,
+                on_report=lambda r: metrics.record_deliveries(r.delivered, r.retried, r.dead),
             )
             self.dispatcher.start()
         if self.config.api.enabled:
@@ -70,7 +72,20 @@ class AlertService:
             log.info("API listening", extra={"url": self.api.url})
 
     def run_once(self) -> AlertStageReport | None:
-        return self.stage.run_once()
+        """One stage run, with its metrics recorded around it."""
+        from monitor import metrics
+
+        report = self.stage.run_once()
+        if report is not None:
+            published = {}
+            for message in report.inputs:
+                metrics.record_output(message)
+                if message.get("input_published_at") and message.get("detection_id"):
+                    published[message["detection_id"]] = message["input_published_at"]
+            metrics.record_alert_revisions(report.revisions, published)
+        metrics.record_alert_counts(self.store.alert_counts())
+        metrics.record_delivery_queue(self.store.delivery_counts())
+        return report
 
     def stop(self) -> None:
         """Stop the worker (after one last round for what is due) and the API."""

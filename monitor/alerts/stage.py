@@ -75,6 +75,7 @@ class AlertStageReport:
     """What one run of the stage did."""
 
     messages: int = 0
+    inputs: list[dict[str, Any]] = field(default_factory=list, repr=False)
     observations: int = 0
     revisions: list[dict[str, Any]] = field(default_factory=list)
     published: int = 0
@@ -171,6 +172,7 @@ class AlertStage:
                 if isinstance(obj, dict):
                     messages.append(obj)
         report = self.evaluate(messages)
+        report.inputs = messages
         report.seconds = time.perf_counter() - start
         published, caps = self.flush_outputs()
         report.published, report.cap_files = published, caps

@@ -223,8 +223,11 @@ class WebhookDispatcher:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_report: Callable[[DispatchReport], None] | None = None,
     ) -> None:
         self.store = store
+        # Called with every round's report (the daemon counts deliveries for Prometheus).
+        self.on_report = on_report
         self.config = config
         self.cap_settings = cap_settings
         self.clock = clock
@@ -255,6 +258,8 @@ class WebhookDispatcher:
         started = time.monotonic()
         report = asyncio.run(self._deliver_due())
         report.seconds = time.monotonic() - started
+        if self.on_report is not None:
+            self.on_report(report)
         if report.delivered or report.retried or report.dead:
             log.info(
                 "webhook round done",

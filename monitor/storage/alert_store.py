@@ -655,6 +655,28 @@ class AlertStore:
             )
         return int(done.rowcount)
 
+    def alert_counts(self) -> dict[tuple[str, str, str], int]:
+        """Alerts per (rule, severity, state), for the metrics."""
+        a = t.alerts
+        q = select(a.c.rule, a.c.severity, a.c.state, func.count()).group_by(
+            a.c.rule, a.c.severity, a.c.state
+        )
+        with self.engine.connect() as conn:
+            return {(r, sev, st): int(n) for r, sev, st, n in conn.execute(q)}
+
+    def check_writable(self) -> str | None:
+        """None when a write transaction commits (readiness); else the reason it did not."""
+        try:
+            with self.engine.begin() as conn:
+                done = conn.execute(
+                    update(t.heartbeat).where(t.heartbeat.c.id == 1).values(at=utcnow())
+                )
+                if done.rowcount == 0:
+                    conn.execute(insert(t.heartbeat).values(id=1, at=utcnow()))
+        except Exception as e:  # any driver error means "not ready", with its class
+            return f"alert store not writable ({type(e).__name__})"
+        return None
+
     def delivery_counts(self) -> dict[str, int]:
         """Deliveries per status (for metrics and health)."""
         q = select(t.deliveries.c.status, func.count()).group_by(t.deliveries.c.status)

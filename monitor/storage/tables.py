@@ -177,6 +177,15 @@ silences = Table(
 )
 
 
+# One row, rewritten by the readiness probe: proves the store takes writes.
+heartbeat = Table(
+    "heartbeat",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+
 def create_all(engine: Engine) -> None:
     """Create the tables that do not exist yet (idempotent)."""
     metadata.create_all(engine)
