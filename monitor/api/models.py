@@ -22,6 +22,7 @@ __all__ = [
     "NOT_FOUND",
     "AlertDetail",
     "AlertList",
+    "AlertPoint",
     "DeliveryList",
     "DeliveryOut",
     "FieldError",
@@ -86,6 +87,25 @@ class AlertList(BaseModel):
         "updated first."
     )
     count: int = Field(description="Number of alerts in this page (not the total).")
+
+
+class AlertPoint(BaseModel):
+    """One alert as a flat row with a point location, for map panels (Grafana Geomap)."""
+
+    alert_id: str
+    rule: str = Field(description="Name of the rule that raised the alert.")
+    hazard: str
+    severity: str = Field(description="CAP severity: Minor, Moderate, Severe or Extreme.")
+    severity_rank: int = Field(ge=0, le=3, description="0 for Minor .. 3 for Extreme.")
+    state: str = Field(description="firing, resolved or expired.")
+    place: str = Field(description="Name of the place (volcano, region, deformation area).")
+    headline: str
+    event_time: str = Field(description="Event time (acquisition date) of the latest revision.")
+    latitude: float = Field(
+        description="Centroid of the alert's area in degrees (a point inside the area when "
+        "the centroid falls outside it)."
+    )
+    longitude: float = Field(description="Longitude of the same point, in degrees.")
 
 
 class AlertDetail(BaseModel):

@@ -15,14 +15,24 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from shapely.errors import GEOSException
+from shapely.geometry import shape
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.atom import atom_feed
 from monitor.alerts.cap import CapSettings, cap_xml
-from monitor.alerts.levels import Hazard, Severity
+from monitor.alerts.levels import Hazard, Severity, severity_rank
 from monitor.api.map_page import render_map_html
-from monitor.api.models import INVALID, NOT_FOUND, AlertDetail, AlertList, Health, Rfc3339
+from monitor.api.models import (
+    INVALID,
+    NOT_FOUND,
+    AlertDetail,
+    AlertList,
+    AlertPoint,
+    Health,
+    Rfc3339,
+)
 from monitor.config import MonitorConfig
 from monitor.storage.alert_store import AlertStore
 
@@ -57,6 +67,51 @@ def _parse_bbox(value: str) -> tuple[float, float, float, float]:
             "antimeridian are not supported, query each side separately"
         )
     return west, south, east, north
+
+
+def _area_point(area: dict[str, Any]) -> tuple[float, float] | None:
+    """``(longitude, latitude)`` of the centroid of an alert's area geometry.
+
+    A concave or multi-part area can have its centroid outside itself (a ring of uplift
+    around a caldera, two separate patches); a marker there would point at ground the alert
+    is not about, so such areas get shapely's representative point, which always lies
+    inside. Without a usable geometry the centre of ``bbox`` is used; None when neither is.
+    """
+    try:
+        geom = shape(area["geometry"])
+        if not geom.is_empty:
+            point = geom.centroid
+            if not geom.covers(point):
+                point = geom.representative_point()
+            return float(point.x), float(point.y)
+    except (KeyError, TypeError, ValueError, AttributeError, GEOSException):
+        pass
+    bbox = area.get("bbox")
+    if isinstance(bbox, list | tuple) and len(bbox) == 4:
+        west, south, east, north = (float(v) for v in bbox)
+        return (west + east) / 2, (south + north) / 2
+    return None
+
+
+def _alert_point(alert: dict[str, Any]) -> dict[str, Any] | None:
+    """An alert.v1 revision as one flat map row (:class:`AlertPoint`), or None without area."""
+    where = _area_point(alert.get("area") or {})
+    if where is None:
+        return None
+    longitude, latitude = where
+    return {
+        "alert_id": alert["alert_id"],
+        "rule": alert["rule"]["name"],
+        "hazard": alert["hazard"],
+        "severity": alert["severity"],
+        "severity_rank": severity_rank(alert["severity"]),
+        "state": alert["state"],
+        "place": alert["place"]["name"],
+        "headline": alert["headline"],
+        "event_time": str(alert["event_time"]),
+        "latitude": latitude,
+        "longitude": longitude,
+    }
 
 
 def _cap_settings(config: MonitorConfig) -> CapSettings:
@@ -173,6 +228,45 @@ def alerts_router(store: AlertStore, config: MonitorConfig) -> APIRouter:
             offset=offset,
         )
         return {"alerts": alerts, "count": len(alerts)}
+
+    # Registered before /alerts/{alert_id}, which would otherwise take "points" for an id.
+    @router.get(
+        "/alerts/points",
+        tags=["alerts"],
+        response_model=list[AlertPoint],
+        responses=INVALID,
+        summary="Alerts as map points",
+    )
+    def alert_points(
+        state: Annotated[
+            Literal["firing", "resolved", "expired"],
+            Query(description="Only alerts in this state."),
+        ] = "firing",
+        include_suppressed: Annotated[
+            bool, Query(description="Include silenced or inhibited alerts.")
+        ] = False,
+        limit: Annotated[
+            int, Query(ge=1, le=5000, description="Most alerts returned, newest first.")
+        ] = 1000,
+    ) -> Any:
+        """One flat row per alert, located at the centroid of its area.
+
+        Made for map panels such as Grafana's Geomap fed by the Infinity data source: a
+        JSON array with no nesting, ``latitude``/``longitude`` in degrees and a numeric
+        ``severity_rank`` (0 Minor .. 3 Extreme) to colour markers by.
+        """
+        alerts = store.list_alerts(state=state, include_suppressed=include_suppressed, limit=limit)
+        points = []
+        for alert in alerts:
+            point = _alert_point(alert)
+            if point is None:
+                log.warning(
+                    "alert has no usable area; left off the map points",
+                    extra={"alert_id": alert.get("alert_id")},
+                )
+                continue
+            points.append(point)
+        return points
 
     @router.get(
         "/alerts/{alert_id}",
