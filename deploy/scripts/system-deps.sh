@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real: PostgreSQL 15 (the alert store's
 # production database), Chromium (the headless browser that checks the map page) and
-# Prometheus, for its promtool (checks the scrape config and unit-tests the alerting rules in
-# deploy/prometheus/).
+# Prometheus (a real server scrapes the daemon; promtool checks the scrape config and
+# unit-tests the alerting rules in deploy/prometheus/) and Alertmanager (amtool checks
+# deploy/compose/alertmanager.yml).
 # Idempotent: installs only what is missing. Needs root or sudo for apt-get.
 # Nothing here starts a service. Debian's prometheus package enables a systemd unit of its
-# own; in a container (no systemd, policy-rc.d) that does nothing, and the tests only run
-# promtool, never the server.
+# own; in a container (no systemd, policy-rc.d) that does nothing. The tests start their own
+# Prometheus on a free port. On a host with systemd the package starts one on :9090.
 set -euo pipefail
 
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing Debian packages: ${missing[*]}"
