@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup lint test test-all demo train evaluate bench clean kafka-libs system-deps
+.PHONY: help setup lint test test-all demo train evaluate bench clean kafka-libs system-deps reliability
 
 help:
 	@echo "make test      install into .venv (first run) and run lint + the default test suite"
 	@echo "make demo      install into .venv (first run) and run the demo on embedded defaults"
-	@echo "make test-all  also the slow tests (full training runs)"
+	@echo "make test-all  also the slow tests (full training runs, reliability)"
+	@echo "make reliability  fault-injection and bad-input tests against the real daemon"
 	@echo "make train     retrain both models from synthetic data (CPU, ~20-40 min)"
 	@echo "make evaluate  regenerate docs/models/ reports from the committed models"
 	@echo "make bench     inference, streaming and Gi* benchmarks (docs/BENCHMARKS.md)"
@@ -44,6 +45,12 @@ system-deps:
 test: lint kafka-libs system-deps
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
+# Fault injection (kill -9 x20, broker/subscriber/disk outages, model server down, the bad-input
+# corpus through the daemon): real time, ~15-25 min. INSAR_RELIABILITY_KILLS,
+# INSAR_RELIABILITY_OUTAGE_S shorten it.
+reliability: lint kafka-libs system-deps
+	$(BIN)/pytest tests/reliability -m "slow or not slow" $(PYTEST_ARGS)
+
 test-all: lint kafka-libs system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -68,6 +75,8 @@ bench: setup
 	$(BIN)/python bench/bench_inference.py --model-base serving/models
 	$(BIN)/python bench/bench_streaming.py --out build/bench
 	$(BIN)/python bench/bench_gistar.py
+	$(BIN)/python bench/bench_stages.py --json build/bench/stages.json
+	$(BIN)/python bench/bench_soak.py --out build/bench/soak
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

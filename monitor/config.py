@@ -12,6 +12,8 @@ Run ``insar-monitor config show`` for the effective configuration and
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.alerts.rule_config import AlertsConfig
 
@@ -58,6 +68,17 @@ class ModelsConfig(_Section):
     max_batch: int = Field(
         64, ge=1, le=65536, description="Rows per request; larger batches are chunked."
     )
+    circuit_failure_threshold: int = Field(
+        5, ge=1, le=1000,
+        description="Consecutive failed requests (server unreachable, model not served, "
+        "deadline hit; each after its retries) that open the model's circuit breaker: "
+        "requests then fail at once and the pass is retried later.",
+    )
+    circuit_reset_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="Seconds an open circuit fails requests fast before one probe request "
+        "tests the server again (success closes it, failure re-opens it).",
+    )
 
 
 class UnrestConfig(_Section):
@@ -94,6 +115,41 @@ class ProductsConfig(_Section):
     min_epochs: int = Field(
         10, ge=3, le=1000, description="PS series with fewer epochs are refused."
     )
+    allowed_uri_schemes: list[str] = Field(
+        ["file", "http", "https", "s3"],
+        description="URI schemes a message may reference rasters and PS files by (absolute "
+        "paths count as file); others are dead-lettered as forbidden_uri.",
+    )
+    allowed_roots: list[Path] = Field(
+        [],
+        description="Directories local files (absolute paths, file://) must resolve into, "
+        "after following '..' and symlinks; others are forbidden_uri ([] = any local path).",
+    )
+    max_raster_bytes: int = Field(
+        2 * 1024**3, ge=1,
+        description="Largest raster or PS points file fetched, bytes: checked against the "
+        "size the message declares, the size the store states, and while streaming "
+        "(too_large).",
+    )
+    max_raster_pixels: int = Field(
+        200_000_000, ge=1,
+        description="Largest raster read, rows x cols, from its header before any pixel is "
+        "decoded (too_large: a small compressed file can claim a huge raster).",
+    )
+    fetch_retries: int = Field(
+        2, ge=0, le=10,
+        description="Retries of a fetch failing transiently (network error, timeout, HTTP "
+        "408/429/5xx) before the message is dead-lettered as unreachable.",
+    )
+    fetch_backoff_s: float = Field(
+        1.0, ge=0, le=60,
+        description="Pause before the first fetch retry, seconds; doubled for each next one.",
+    )
+
+    @field_validator("allowed_uri_schemes")
+    @classmethod
+    def _lower_case_schemes(cls, value: list[str]) -> list[str]:
+        return [s.lower().removesuffix("://") for s in value]
 
 
 class KafkaConfig(_Section):
@@ -121,6 +177,91 @@ class KafkaConfig(_Section):
     max_message_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest message produced or fetched, bytes."
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT (embedded default), SSL (TLS), "
+        "SASL_PLAINTEXT or SASL_SSL (SASL login, with TLS for SASL_SSL). See docs/security.md.",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None,
+        description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL_PLAINTEXT / "
+        "SASL_SSL.",
+    )
+    sasl_username: str | None = Field(
+        None, min_length=1, description="SASL user; required with SASL_PLAINTEXT / SASL_SSL."
+    )
+    sasl_password: SecretStr | None = Field(
+        None,
+        description="SASL password; required with SASL_PLAINTEXT / SASL_SSL. Set it only in "
+        "the environment (INSAR_MONITOR__KAFKA__SASL_PASSWORD); never printed or logged.",
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA certificates that sign the brokers' certificates "
+        "(SSL / SASL_SSL; default: the system's trust store). Must exist.",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (SSL / SASL_SSL). Must exist."
+    )
+    ssl_keyfile: Path | None = Field(
+        None,
+        description="PEM private key of ssl_certfile (unencrypted; may be the same file as "
+        "ssl_certfile). Must exist.",
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to."
+    )
+
+    @field_validator("sasl_password", mode="before")
+    @classmethod
+    def _password_is_text(cls, value: Any) -> Any:
+        # Environment values are parsed as YAML: 0123, yes or null would arrive as a number,
+        # a bool or None and silently become another password. Refuse, naming the fix.
+        if value is not None and not isinstance(value, str | SecretStr):
+            raise ValueError(
+                "must be text: quote it in the environment, e.g. "
+                "INSAR_MONITOR__KAFKA__SASL_PASSWORD=\"'0123'\" (values are read as YAML)"
+            )
+        return value
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist or is not a file")
+        return value
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaConfig:
+        """SASL protocols need mechanism, user and password; stray SASL keys are only warned of."""
+        sasl_keys = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password": self.sasl_password,
+        }
+        if self.security_protocol.startswith("SASL_"):
+            missing = [key for key, value in sasl_keys.items() if value is None]
+            if self.sasl_password is not None and not self.sasl_password.get_secret_value():
+                missing.append("sasl_password (empty)")
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs "
+                    f"{', '.join('kafka.' + key for key in missing)} (the password only in "
+                    "the environment: INSAR_MONITOR__KAFKA__SASL_PASSWORD)"
+                )
+        elif any(value is not None for value in sasl_keys.values()):
+            logging.getLogger(__name__).warning(
+                "kafka.sasl_* settings are ignored: security_protocol is not SASL_PLAINTEXT "
+                "or SASL_SSL",
+                extra={"security_protocol": self.security_protocol},
+            )
+        ssl_files = (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile)
+        if not self.security_protocol.endswith("SSL") and any(f is not None for f in ssl_files):
+            logging.getLogger(__name__).warning(
+                "kafka.ssl_* files are ignored: security_protocol is not SSL or SASL_SSL",
+                extra={"security_protocol": self.security_protocol},
+            )
+        return self
 
 
 class TopicsConfig(_Section):
@@ -258,6 +399,9 @@ class MetricsConfig(_Section):
     )
 
 
+_TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 class ApiConfig(_Section):
     """The HTTP API (alerts, CAP, Atom feed, subscriptions, silences, map page)."""
 
@@ -273,8 +417,37 @@ class ApiConfig(_Section):
         [],
         description="Bearer tokens allowed to manage subscriptions, silences and deliveries "
         "(reading alerts needs none). Set them in the environment, e.g. "
-        "INSAR_MONITOR__API__TOKENS='[\"s3cret\"]'; never logged.",
+        "INSAR_MONITOR__API__TOKENS='[\"s3cret\"]'; never logged. Prefer token_hashes: "
+        "plaintext tokens are kept for compatibility, but whoever reads the environment or "
+        "the file reads the tokens.",
     )
+    token_hashes: list[str] = Field(
+        [],
+        description="SHA-256 hashes of accepted bearer tokens, 'sha256:<64 hex digits>' each "
+        "(print one with `insar-monitor alerts hash-token`, token on stdin); the tokens "
+        "themselves are then stored nowhere. Works alongside tokens.",
+    )
+
+    @field_validator("token_hashes")
+    @classmethod
+    def _hashes_well_formed(cls, value: list[str]) -> list[str]:
+        normalised = []
+        for i, entry in enumerate(value):
+            text = entry.strip().lower()
+            if not _TOKEN_HASH.fullmatch(text):
+                # Never echo the entry: a token pasted here by mistake is still a secret.
+                raise ValueError(
+                    f"entry {i} is not 'sha256:<64 hex digits>' (it has {len(entry)} "
+                    "characters); make one with `insar-monitor alerts hash-token`, which reads "
+                    "the token from stdin"
+                )
+            normalised.append(text)
+        return normalised
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        """The ``token_hashes`` entry of a bearer token: ``sha256:<hex of its UTF-8 bytes>``."""
+        return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -23,6 +23,7 @@ Cluster mode (``FlinkRunner`` / ``DataflowRunner``): submit the unbounded job of
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -43,6 +44,22 @@ MAX_BACKOFF_S = 60.0
 LAG_INTERVAL_S = 10.0
 # Test hook: exit once a pass has committed its detections, before the alerts are evaluated.
 FAULT_EXIT_BEFORE_ALERTS = "INSAR_MONITOR_FAULT_EXIT_BEFORE_ALERTS"
+
+
+def _failure_headline(e: BaseException) -> str:
+    """What the operator must read first about a failed pass."""
+    text = f"{e}"
+    current: BaseException | None = e
+    while current is not None:
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            text = "No space left on device"
+        current = current.__cause__ or current.__context__
+    # Beam re-raises worker errors as its own type with the original text inside.
+    if "No space left on device" in text:
+        return ("pass failed: disk full (No space left on device) under storage.state_dir / "
+                "storage.ps_store; free space or move the store. Nothing was committed: the "
+                "pass is retried")
+    return "pass failed; it will be retried"
 
 
 @dataclass
@@ -115,6 +132,7 @@ class Daemon:
         self.config.storage.state_dir.mkdir(parents=True, exist_ok=True)
         self._start_health()
         observe.set_inference_recorder(metrics.record_inference)
+        observe.set_circuit_recorder(metrics.record_circuit_state)
         for endpoint in (self.ctx.unrest, self.ctx.trend):
             loaded = endpoint.load()
             metrics.record_model(loaded.name, loaded.version, endpoint.backend)
@@ -165,11 +183,18 @@ class Daemon:
 
     def readiness_checks(self) -> dict[str, Callable[[], str | None]]:
         """Broker reachable, models loaded, alert store writable (see monitor/health.py)."""
+        from dataclasses import replace
+
         from pipelines.kafka_io import KafkaIOError, topic_partitions
+
+        # The probe's own deadline is shorter than the check's, so a dead broker reads as
+        # "unreachable" rather than as a probe that did not answer.
+        probe_ms = int(self.config.metrics.readiness_timeout_s * 800)
+        probe = replace(self.ctx.kafka, request_timeout_ms=max(500, probe_ms))
 
         def broker() -> str | None:
             try:
-                topic_partitions(self.ctx.kafka, self.ctx.input_topics)
+                topic_partitions(probe, self.ctx.input_topics)
             except KafkaIOError as e:
                 return f"broker unreachable: {e}"
             return None
@@ -291,7 +316,7 @@ class Daemon:
 
                 metrics.record_failed_pass()
                 log.error(
-                    "pass failed; it will be retried",
+                    _failure_headline(e),
                     extra={"error": f"{type(e).__name__}: {e}", "retry_in_s": backoff},
                 )
                 self._stop.wait(backoff)

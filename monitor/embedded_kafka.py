@@ -521,6 +521,40 @@ class EmbeddedKafka:
                     ) from None
                 time.sleep(0.2)
 
+    def stop_broker(self, timeout_s: float = 10.0) -> None:
+        """Stop only the broker JVM (SIGTERM, then SIGKILL), keeping ZooKeeper, the port and
+        the data: an outage that :meth:`start_broker` ends (reliability tests)."""
+        with self._lock:
+            proc = self._kafka
+            if proc is None or proc.poll() is not None:
+                return
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def start_broker(self) -> None:
+        """Start the broker again after :meth:`stop_broker`, on the same port and log dirs."""
+        with self._lock:
+            if self.run_dir is None or self._zookeeper is None:
+                raise EmbeddedKafkaError("start() the embedded Kafka before restarting its broker")
+            if self._kafka is not None and self._kafka.poll() is None:
+                return
+            run_dir = self.run_dir
+            previous = self.kafka_log.read_text(errors="replace")
+            (run_dir / "kafka.previous.log").write_text(previous)
+            self.kafka_log.write_bytes(b"")  # the start marker must come from this run
+            log_opts = (
+                f"-Dlog4j.configuration={(run_dir / 'log4j.properties').as_uri()}",
+                f"-Dkafka.logs.dir={run_dir}",
+            )
+            self._kafka = self._spawn(
+                "kafka", [*log_opts, "kafka.Kafka", str(run_dir / "server.properties")]
+            )
+            self._wait_for_kafka()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker, then ZooKeeper; safe to call repeatedly.
 

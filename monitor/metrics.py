@@ -126,6 +126,18 @@ INFERENCE_REQUESTS = Counter(
 MODEL_INFO = Info(
     "insar_model", "The models in use (one series per model).", ["model"], registry=REGISTRY
 )
+CIRCUIT_STATE_CODES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
+CIRCUIT_STATE = Gauge(
+    "insar_inference_circuit_state",
+    "Circuit breaker of each model client: 0 closed, 1 half-open (probing), 2 open "
+    "(requests fail fast, passes are retried).",
+    ["model", "backend"], registry=REGISTRY,
+)
+CIRCUIT_OPENS = Counter(
+    "insar_inference_circuit_opens_total",
+    "Times a model client's circuit opened (re-opens after a failed probe included).",
+    ["model", "backend"], registry=REGISTRY,
+)
 
 # --------------------------------------------------------------------------- alerts
 ALERT_REVISIONS = Counter(
@@ -159,7 +171,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "insar_pass_duration_seconds", "insar_passes_total", "insar_last_pass_timestamp_seconds",
     "insar_consumer_lag_messages", "insar_publish_to_detection_seconds",
     "insar_active_deformation_areas", "insar_inference_seconds",
-    "insar_inference_requests_total", "insar_model_info", "insar_alert_revisions_total",
+    "insar_inference_requests_total", "insar_model_info",
+    "insar_inference_circuit_state", "insar_inference_circuit_opens_total",
+    "insar_alert_revisions_total",
     "insar_alerts", "insar_publish_to_alert_seconds", "insar_webhook_deliveries_total",
     "insar_webhook_queue_deliveries",
 )
@@ -292,7 +306,26 @@ def record_inference(model: str, backend: str, seconds: float, ok: bool) -> None
 
 
 def record_model(model: str, version: int, backend: str) -> None:
+    """The model in use; also creates its circuit series (closed, no opens) if new."""
     MODEL_INFO.labels(model).info({"version": str(version), "backend": backend})
+    # labels() alone creates a series at 0 without overwriting a state already reported.
+    CIRCUIT_STATE.labels(model, backend)
+    CIRCUIT_OPENS.labels(model, backend)
+
+
+def record_circuit_state(model: str, backend: str, state: str) -> None:
+    """The :mod:`pipelines.observe` hook for circuit-breaker transitions.
+
+    Parameters
+    ----------
+    model, backend : str
+        The model client whose circuit changed.
+    state : {"closed", "half_open", "open"}
+        The state entered; entering ``open`` also counts one opening.
+    """
+    CIRCUIT_STATE.labels(model, backend).set(CIRCUIT_STATE_CODES[state])
+    if state == "open":
+        CIRCUIT_OPENS.labels(model, backend).inc()
 
 
 def now_utc() -> datetime:

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,6 +46,7 @@ __all__ = [
     "KafkaRecord",
     "KafkaSettings",
     "PartitionRange",
+    "Secret",
     "commit_offsets",
     "committed_offsets",
     "consume_all",
@@ -64,6 +65,22 @@ _POLL_TIMEOUT_MS = 500
 
 class KafkaIOError(RuntimeError):
     """A Kafka operation failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret string that pickles (for Beam workers) but never shows in a repr or str."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        """The secret itself: hand it to the client library, never to a log line."""
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,15 @@ class KafkaSettings:
         allow it too.
     request_timeout_ms
         Timeout of a single broker request.
+    security_protocol
+        ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    sasl_mechanism, sasl_username, sasl_password
+        SASL login (``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``), used with the
+        ``SASL_*`` protocols. A ``str`` password is wrapped in :class:`Secret`, so it never
+        shows in a repr or a log line.
+    ssl_cafile, ssl_certfile, ssl_keyfile, ssl_check_hostname
+        TLS trust anchors (PEM), client certificate and key for mutual TLS, and whether the
+        broker's certificate must name the host; used with ``SSL`` and ``SASL_SSL``.
     """
 
     bootstrap_servers: str
@@ -94,6 +120,90 @@ class KafkaSettings:
     api_version: tuple[int, ...] | None = None
     max_message_bytes: int = 16 * 1024 * 1024
     request_timeout_ms: int = 30000
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sasl_password, str):
+            object.__setattr__(self, "sasl_password", Secret(self.sasl_password))
+
+    @property
+    def uses_sasl(self) -> bool:
+        """Whether clients log in with SASL (``SASL_PLAINTEXT`` or ``SASL_SSL``)."""
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def uses_ssl(self) -> bool:
+        """Whether connections are TLS (``SSL`` or ``SASL_SSL``)."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def java_security_properties(self) -> dict[str, str]:
+        """The Java client's properties for these security settings (Beam's ``ReadFromKafka``).
+
+        SASL becomes ``sasl.mechanism`` plus a ``sasl.jaas.config`` line (PLAIN or SCRAM login
+        module); TLS files are PEM, which the Java client reads only from Kafka 2.7 on
+        (``ssl.truststore.type=PEM``, ``ssl.keystore.type=PEM``). The Java PEM keystore wants
+        the private key (PKCS#8) and the certificate in one file, so with a client certificate
+        ``ssl_certfile`` and ``ssl_keyfile`` must name the same combined file.
+
+        The properties travel inside the pipeline (the runner's job graph holds them), the
+        SASL password included: see docs/security.md.
+
+        Raises
+        ------
+        ValueError
+            A client certificate and its key are in different files, or the SASL mechanism is
+            not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+        """
+        modules = {
+            "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+            "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+            "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+        }
+
+        def quoted(text: str) -> str:
+            # A JAAS option value: double quotes, backslash and quote escaped.
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        props: dict[str, str] = {}
+        if self.security_protocol == "PLAINTEXT":
+            return props
+        props["security.protocol"] = self.security_protocol
+        if self.uses_sasl:
+            module = modules.get(self.sasl_mechanism or "")
+            if module is None:
+                raise ValueError(
+                    f"SASL mechanism {self.sasl_mechanism!r} is not one of {', '.join(modules)}"
+                )
+            password = self.sasl_password.reveal() if self.sasl_password is not None else ""
+            props["sasl.mechanism"] = str(self.sasl_mechanism)
+            props["sasl.jaas.config"] = (
+                f"{module} required username={quoted(self.sasl_username or '')} "
+                f"password={quoted(password)};"
+            )
+        if self.uses_ssl:
+            if self.ssl_cafile:
+                props["ssl.truststore.type"] = "PEM"
+                props["ssl.truststore.location"] = self.ssl_cafile
+            if not self.ssl_check_hostname:
+                # An empty algorithm turns the Java client's host name verification off.
+                props["ssl.endpoint.identification.algorithm"] = ""
+            if self.ssl_certfile or self.ssl_keyfile:
+                if self.ssl_certfile != self.ssl_keyfile:
+                    raise ValueError(
+                        "the Java Kafka client reads a PEM client certificate and its key from "
+                        "one file: concatenate them (cat client.crt client.key > client.pem, "
+                        "key in PKCS#8) and set kafka.ssl_certfile and kafka.ssl_keyfile to it"
+                    )
+                props["ssl.keystore.type"] = "PEM"
+                props["ssl.keystore.location"] = str(self.ssl_certfile)
+        return props
 
 
 @dataclass(frozen=True)
@@ -127,6 +237,10 @@ class PartitionRange:
 
 # ---------------------------------------------------------------------------- client helpers
 def _common_config(settings: KafkaSettings) -> dict[str, Any]:
+    """kafka-python keyword arguments every consumer and producer of this module shares.
+
+    Holds the SASL password in clear text when SASL is on: hand it to kafka-python only.
+    """
     servers = [server.strip() for server in settings.bootstrap_servers.split(",")]
     config: dict[str, Any] = {
         "bootstrap_servers": [server for server in servers if server],
@@ -139,6 +253,20 @@ def _common_config(settings: KafkaSettings) -> dict[str, Any]:
     # so that kafka-python's own default stays in charge otherwise.
     if settings.api_version is not None:
         config["api_version"] = tuple(settings.api_version)
+    # PLAINTEXT is kafka-python's default: leave the dict as it always was then.
+    if settings.security_protocol != "PLAINTEXT":
+        config["security_protocol"] = settings.security_protocol
+    if settings.uses_sasl:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+        config["sasl_plain_username"] = settings.sasl_username
+        # kafka-python takes the SCRAM credentials from the sasl_plain_* keys as well.
+        if settings.sasl_password is not None:
+            config["sasl_plain_password"] = settings.sasl_password.reveal()
+    if settings.uses_ssl:
+        config["ssl_check_hostname"] = settings.ssl_check_hostname
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, key) is not None:
+                config[key] = str(getattr(settings, key))
     return config
 
 

@@ -94,13 +94,15 @@ class RasterRef:
 
     Exactly one of ``uri`` and ``inline`` is set. ``format`` is ``"geotiff"``, ``"netcdf"``
     or None (guessed from the suffix or magic bytes); ``sha256`` (hex) must match the
-    fetched bytes when given.
+    fetched bytes when given. ``size_bytes`` is the file size the producer declares: a
+    declared size over the fetch limit is refused before the file is touched.
     """
 
     uri: str | None = None
     inline: bytes | None = None
     format: str | None = None
     sha256: str | None = None
+    size_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if (self.uri is None) == (self.inline is None):
@@ -154,7 +156,8 @@ class PSUpdateMessage:
     """A ``ps_update.v1`` message (topic ``insar.ps-updates``, key ``dataset_id/tile_id``).
 
     Points are either inline (``points``) or in an EGMS-layout file (``points_uri`` with
-    ``points_format`` ``"egms_csv"`` or ``"parquet"``).
+    ``points_format`` ``"egms_csv"`` or ``"parquet"``, and optionally its declared size
+    ``points_size_bytes``).
     """
 
     update_id: str
@@ -165,6 +168,7 @@ class PSUpdateMessage:
     points_uri: str | None = None
     points_format: str | None = None
     published_at: str | None = None
+    points_size_bytes: int | None = None
 
     @property
     def store_key(self) -> str:
@@ -310,7 +314,8 @@ def _raster_ref(obj: Mapping[str, Any], field: str) -> RasterRef:
         except (binascii.Error, ValueError) as e:
             raise MessageError("schema_error", f"{field}.inline is not valid base64 ({e})") from e
     return RasterRef(
-        uri=obj.get("uri"), inline=inline, format=obj.get("format"), sha256=obj.get("sha256")
+        uri=obj.get("uri"), inline=inline, format=obj.get("format"), sha256=obj.get("sha256"),
+        size_bytes=obj.get("size_bytes"),
     )
 
 
@@ -379,6 +384,7 @@ def _parse_ps_update(obj: dict[str, Any]) -> PSUpdateMessage:
         points_uri=obj.get("points_uri"),
         points_format=obj.get("points_format"),
         published_at=obj.get("published_at"),
+        points_size_bytes=obj.get("points_size_bytes"),
     )
 
 
@@ -442,6 +448,8 @@ def _raster_ref_dict(ref: RasterRef) -> dict[str, Any]:
         out["format"] = ref.format
     if ref.sha256 is not None:
         out["sha256"] = ref.sha256
+    if ref.size_bytes is not None:
+        out["size_bytes"] = int(ref.size_bytes)
     return out
 
 
@@ -503,6 +511,7 @@ def ps_update_to_dict(msg: PSUpdateMessage) -> dict[str, Any]:
             "points": points,
             "points_uri": msg.points_uri,
             "points_format": msg.points_format,
+            "points_size_bytes": msg.points_size_bytes,
             "published_at": msg.published_at,
         }
     )

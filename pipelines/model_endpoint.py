@@ -7,6 +7,13 @@ handlers load it through :meth:`ModelEndpoint.load`, which caches one signature-
 client per process so that the daemon's passes do not reload a SavedModel each time; the
 CLI builds a fresh client with :meth:`ModelEndpoint.build_client`. Nothing here imports
 Beam, so the scoring commands start quickly.
+
+The cached client goes through the endpoint's :class:`serving.clients.CircuitBreaker`
+(one per endpoint and process, ``models.circuit_failure_threshold`` and
+``models.circuit_reset_s``): while the model server is down its requests fail at once with
+``CircuitOpenError``, so a pass fails fast and the daemon retries it later, instead of every
+pass spending retries and deadlines on a server known to be down. Transitions are reported
+through :func:`pipelines.observe.circuit`.
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ from serving.signatures import UNREST_MODEL_NAME
 _CLIENTS_LOCK = threading.Lock()
 
 _CLIENTS: dict[ModelEndpoint, LoadedModel] = {}
+
+_BREAKERS: dict[ModelEndpoint, Any] = {}
+
+# gRPC's default ceiling of its reconnect backoff.
+MAX_RECONNECT_BACKOFF_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class ModelEndpoint:
     timeout_s: float
     max_retries: int
     max_batch: int
+    circuit_failure_threshold: int = 5
+    circuit_reset_s: float = 30.0
 
     @classmethod
     def from_config(
@@ -62,12 +76,22 @@ class ModelEndpoint:
             timeout_s=m.timeout_s,
             max_retries=m.max_retries,
             max_batch=max_batch,
+            circuit_failure_threshold=m.circuit_failure_threshold,
+            circuit_reset_s=m.circuit_reset_s,
         )
 
     def build_client(self) -> Any:
-        """A new, unchecked client for this endpoint (the caller owns and closes it)."""
+        """A new, unchecked client for this endpoint (the caller owns and closes it).
+
+        A gRPC channel tries to reconnect at least every ``circuit_reset_s`` (gRPC's own
+        backoff grows to 120 s), so the breaker's probe after an outage finds the server.
+        """
         from serving.clients import RetryPolicy, make_client
 
+        options: dict[str, Any] = {}
+        if self.backend == "grpc":
+            reconnect_ms = int(min(self.circuit_reset_s, MAX_RECONNECT_BACKOFF_S) * 1000)
+            options["channel_options"] = [("grpc.max_reconnect_backoff_ms", reconnect_ms)]
         return make_client(
             self.backend,  # type: ignore[arg-type]
             self.model_name,
@@ -78,15 +102,66 @@ class ModelEndpoint:
             timeout_s=self.timeout_s,
             max_batch_rows=self.max_batch,
             retry=RetryPolicy(max_attempts=self.max_retries + 1),
+            **options,
         )
 
+    @property
+    def address(self) -> str:
+        """Where the model is served, for messages: ``grpc:host:port``, ``rest:url``, ..."""
+        where = {"grpc": self.grpc_target, "rest": self.rest_url}.get(self.backend, self.model_base)
+        return f"{self.backend}:{where}"
+
+    def breaker(self) -> Any:
+        """This process's :class:`serving.clients.CircuitBreaker` of this endpoint.
+
+        Created on first use; it outlives failed loads, so that a server down at start-up
+        trips it too.
+        """
+        with _CLIENTS_LOCK:
+            return self._breaker_locked()
+
+    def _breaker_locked(self) -> Any:
+        breaker = _BREAKERS.get(self)
+        if breaker is None:
+            from pipelines import observe
+            from serving.clients.circuit import CircuitBreaker
+
+            model, backend = self.model_name, self.backend
+
+            def report(old: str, new: str) -> None:
+                observe.circuit(model, backend, new)
+
+            breaker = CircuitBreaker(
+                f"{model}@{self.address}",
+                failure_threshold=self.circuit_failure_threshold,
+                reset_timeout_s=self.circuit_reset_s,
+                listener=report,
+            )
+            _BREAKERS[self] = breaker
+        return breaker
+
     def load(self) -> LoadedModel:
-        """The process-wide client for this endpoint, created (and signature-checked) once."""
+        """The process-wide client for this endpoint, created (and signature-checked) once.
+
+        The client goes through :meth:`breaker`; the signature check does too.
+
+        Raises
+        ------
+        serving.clients.InferenceError
+            The server is unreachable (``CircuitOpenError`` while the circuit is open) or
+            serves a model that breaks the contract.
+        """
+        from serving.clients.circuit import CircuitBreakerClient
+
         with _CLIENTS_LOCK:
             loaded = _CLIENTS.get(self)
             if loaded is None:
-                client = self.build_client()
-                metadata = client.check_signature()
+                client = CircuitBreakerClient(self.build_client(), self._breaker_locked())
+                try:
+                    metadata = client.check_signature()
+                except BaseException:
+                    client.close()
+                    raise
                 loaded = LoadedModel(client, self.model_name, int(metadata["version"]))
                 _CLIENTS[self] = loaded
             return loaded

@@ -44,17 +44,26 @@ class _ClientModelHandler(ModelHandler[Any, PredictionResult, Any]):
 
     def _predict(self, model: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         # Timed here, per request, for the inference latency histogram and error counter.
+        # A request refused by an open circuit never reached the server: it is not a
+        # request (the circuit metrics count it), and it fails the pass so that the daemon
+        # retries the pass later with nothing committed.
+        from serving.clients.circuit import CircuitOpenError
+
         start = time.perf_counter()
-        ok = False
+        ok = refused = False
         try:
             outputs = model.client.predict(inputs)
             ok = True
             return outputs
+        except CircuitOpenError:
+            refused = True
+            raise
         finally:
-            observe.inference(
-                self._endpoint.model_name, self._endpoint.backend,
-                time.perf_counter() - start, ok,
-            )
+            if not refused:
+                observe.inference(
+                    self._endpoint.model_name, self._endpoint.backend,
+                    time.perf_counter() - start, ok,
+                )
 
 
 class UnrestModelHandler(_ClientModelHandler):
@@ -74,6 +83,16 @@ class UnrestModelHandler(_ClientModelHandler):
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(int(np.asarray(t).nbytes) for t in batch)
+
+
+ROW_BUCKET = 256
+"""Trend requests hold a multiple of this many series (padding rows are all NaN)."""
+EPOCH_BUCKET = 32
+"""... and a multiple of this many epochs (a new shape about once a year of 12-day data)."""
+
+
+def _round_up(n: int, step: int) -> int:
+    return max(step, -(-n // step) * step)
 
 
 @dataclass(frozen=True)
@@ -97,19 +116,24 @@ class TrendModelHandler(_ClientModelHandler):
         model: Any,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
-        width = max(e.displacement_mm.shape[1] for e in batch)
-
-        def pad(a: np.ndarray) -> np.ndarray:
-            out = np.full((a.shape[0], width), np.nan, dtype=np.float32)
-            out[:, : a.shape[1]] = a
-            return out
-
-        disp = np.concatenate([pad(e.displacement_mm) for e in batch])
-        days = np.concatenate([pad(e.time_days) for e in batch])
+        # Requests come in a few fixed shapes: TensorFlow's oneDNN kernels keep memory for
+        # every input shape they see, and each PS update has its own point count and epoch
+        # count, so unpadded requests made the daemon grow ~4 MB per new shape without end
+        # (docs/BENCHMARKS.md, soak run). Padding is NaN, which the model reads as "no data".
+        rows = sum(e.displacement_mm.shape[0] for e in batch)
+        width = _round_up(max(e.displacement_mm.shape[1] for e in batch), EPOCH_BUCKET)
+        disp = np.full((_round_up(rows, ROW_BUCKET), width), np.nan, dtype=np.float32)
+        days = np.full_like(disp, np.nan)
+        start = 0
+        for e in batch:
+            n, m = e.displacement_mm.shape
+            disp[start : start + n, :m] = e.displacement_mm
+            days[start : start + n, :m] = e.time_days
+            start += n
         probs = np.asarray(
             self._predict(model, {"displacement_mm": disp, "time_days": days})["probabilities"],
             dtype=np.float32,
-        )
+        )[:rows]
         out, start = [], 0
         for e in batch:
             n = e.displacement_mm.shape[0]

@@ -7,18 +7,24 @@ path: local files are used in place (never copied), inline bytes and remote file
 temporary file that lives as long as the ``with`` block.
 
 Failures raise :class:`pipelines.raster_io.ProductError` with the reason routed to the
-dead-letter topic: ``bad_uri``, ``not_found``, ``unreachable`` (network, server or missing
-fsspec backend: the message says which package to install), ``too_large``,
-``checksum_mismatch``; PS loading adds ``epochs_mismatch``, ``duplicate_pid``,
-``bad_coordinates``, ``no_points`` and the reasons of :mod:`pipelines.egms_csv`.
+dead-letter topic: ``bad_uri``, ``forbidden_uri`` (a scheme outside the allow-list, or a local
+path that resolves outside the allowed roots), ``not_found``, ``unreachable`` (network, server
+or missing fsspec backend: the message says which package to install), ``too_large`` (declared,
+stated by the store, or seen while streaming), ``checksum_mismatch``; PS loading adds
+``epochs_mismatch``, ``duplicate_pid``, ``bad_coordinates``, ``no_points`` and the reasons of
+:mod:`pipelines.egms_csv`. A :class:`FetchPolicy` carries the allow-lists and the retry policy
+(transient ``unreachable`` errors are retried with exponential backoff; a missing file is
+``not_found`` at once); ``docs/bad-input.md`` describes both.
 Temporary files go to the system temp directory (``TMPDIR``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +42,9 @@ from pipelines.messages import PSUpdateMessage, RasterRef
 from pipelines.raster_io import NETCDF_SUFFIXES, PhaseRaster, ProductError, read_wrapped_phase
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_PIXELS = 200_000_000
 DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_ALLOWED_SCHEMES = ("file", "http", "https", "s3")
 _CHUNK = 1024 * 1024
 # fsspec backends live in separate packages; name the one to install in the error.
 _BACKEND_PACKAGES = {
@@ -47,9 +55,53 @@ _BACKEND_PACKAGES = {
 _FORMAT_SUFFIX = {"geotiff": ".tif", "netcdf": ".nc"}
 _PS_SUFFIX = {"egms_csv": ".csv", "parquet": ".parquet"}
 QUALITY_COLUMN = "temporal_coherence"
+# HTTP answers worth another try: timeout, throttled, server-side failures.
+_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_MAX_URI_CHARS = 200
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Where references may point, and how hard to try to fetch them.
+
+    The pipeline builds it from the ``products`` section of the configuration
+    (:meth:`pipelines.context.PipelineContext.fetch_policy`); the default is permissive
+    (any scheme, any local path, no retries) for library callers and tests.
+
+    Attributes
+    ----------
+    allowed_schemes : tuple of str or None
+        URI schemes accepted (absolute paths count as ``file``); None = any. Others are
+        ``forbidden_uri``.
+    allowed_roots : tuple of str
+        Directories local files (absolute paths, ``file://``) must resolve into, after
+        ``os.path.realpath`` (so ``..`` and symlinks cannot escape); empty = anywhere.
+    retries : int
+        Extra attempts after a transient failure (network error, timeout, HTTP 408/429/5xx).
+    backoff_s : float
+        Pause before the first retry; doubled before each further one.
+    """
+
+    allowed_schemes: tuple[str, ...] | None = None
+    allowed_roots: tuple[str, ...] = ()
+    retries: int = 0
+    backoff_s: float = 1.0
+
+
+class TransientFetchError(ProductError):
+    """An ``unreachable`` failure that may pass: retried by :func:`local_file`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unreachable", message)
 
 
 # --------------------------------------------------------------------------- locations
+
+
+def _short_uri(uri: str) -> str:
+    return uri if len(uri) <= _MAX_URI_CHARS else uri[: _MAX_URI_CHARS - 3] + "..."
 
 
 def _local_path(uri: str) -> Path | None:
@@ -63,7 +115,66 @@ def _local_path(uri: str) -> Path | None:
         raise ProductError(
             "bad_uri", f"{uri}: file:// URLs name a local file; use file:///absolute/path"
         )
-    return Path(url2pathname(parts.path))
+    path = url2pathname(parts.path)
+    if "\x00" in path:
+        raise ProductError("bad_uri", f"{_short_uri(uri)}: a NUL character cannot be in a path")
+    return Path(path)
+
+
+def _scheme(uri: str) -> str:
+    """Lower-case scheme of ``uri``; ``file`` for absolute paths (``bad_uri`` if none)."""
+    if uri.startswith("/") or urlsplit(uri).scheme.lower() == "file":
+        return "file"
+    return _protocol(uri)
+
+
+def _inside(path: str, root: str) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([path, real_root]) == real_root
+
+
+def check_uri(uri: str, policy: FetchPolicy | None = None) -> Path | None:
+    """Apply ``policy``'s allow-lists to ``uri`` without touching what it names.
+
+    Parameters
+    ----------
+    uri : str
+        Absolute path or URL of a message's reference.
+    policy : FetchPolicy, optional
+        Default: any scheme, any local path.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The local file for absolute paths and ``file://`` URLs (resolved by
+        ``os.path.realpath`` when roots are set), None for remote URLs.
+
+    Raises
+    ------
+    ProductError
+        ``bad_uri`` (no scheme, ``file://host/...``, NUL character) or ``forbidden_uri``
+        (scheme not allowed, or a local path resolving outside every allowed root).
+    """
+    policy = policy or FetchPolicy()
+    scheme = _scheme(uri)
+    allowed = policy.allowed_schemes
+    if allowed is not None and scheme not in {s.lower() for s in allowed}:
+        raise ProductError(
+            "forbidden_uri",
+            f"{_short_uri(uri)}: scheme '{scheme}' is not allowed here "
+            f"(products.allowed_uri_schemes: {', '.join(allowed) or 'none'})",
+        )
+    local = _local_path(uri)
+    if local is None or not policy.allowed_roots:
+        return local
+    real = os.path.realpath(local)
+    if not any(_inside(real, root) for root in policy.allowed_roots):
+        raise ProductError(
+            "forbidden_uri",
+            f"{_short_uri(uri)}: resolves (after '..' and symlinks) outside the allowed "
+            "directories (products.allowed_roots); publish products from the shared store",
+        )
+    return Path(real)
 
 
 def _protocol(uri: str) -> str:
@@ -115,15 +226,18 @@ def _remote_error(uri: str, e: Exception) -> ProductError:
         if isinstance(status, int) and status >= 400:
             if status in (404, 410):
                 return ProductError("not_found", f"{uri}: not found (HTTP {status})")
+            if status in _TRANSIENT_STATUS:
+                return TransientFetchError(f"{uri}: server answered HTTP {status}")
             return ProductError(
-                "unreachable", f"{uri}: server answered HTTP {status}; retry or check access"
+                "unreachable", f"{uri}: server answered HTTP {status}; check access"
             )
     for cause in _chain(e):
         # fsspec's HTTP backend reports a refused connection as FileNotFoundError caused by
         # a connection error: look through the chain before trusting the outer type.
+        # Timeouts (asyncio's included) are OSErrors too.
         if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
-            return ProductError(
-                "unreachable", f"{uri}: cannot be reached ({type(cause).__name__}: {cause})"
+            return TransientFetchError(
+                f"{uri}: cannot be reached ({type(cause).__name__}: {cause})"
             )
     if isinstance(e, FileNotFoundError):
         return ProductError("not_found", f"{uri}: not found")
@@ -149,7 +263,7 @@ def _download(
     timeout_s: float,
     storage_options: Mapping[str, Any] | None,
 ) -> None:
-    """Copy ``uri`` to the local file ``dest`` through fsspec."""
+    """Copy ``uri`` to the local file ``dest`` through fsspec, at most ``max_bytes`` of it."""
     import fsspec
 
     _check_backend(uri)
@@ -160,13 +274,82 @@ def _download(
             raise ProductError(
                 "too_large", f"{uri}: {size} bytes exceeds the limit of {max_bytes} bytes"
             )
-        # get_file streams in one request (open() would issue a range request per block).
-        fs.get_file(path, str(dest))
+        # get_file streams in one request (open() would issue a range request per block);
+        # the callback stops it as soon as more than max_bytes arrived.
+        fs.get_file(path, str(dest), callback=_size_guard(uri, max_bytes))
     except Exception as e:
         raise _remote_error(uri, e) from e
     if dest.stat().st_size > max_bytes:
         raise ProductError(
             "too_large", f"{uri}: more than {max_bytes} bytes; raise the limit or split it"
+        )
+
+
+def _size_guard(uri: str, max_bytes: int):  # -> fsspec.callbacks.Callback
+    """An fsspec transfer callback raising ``too_large`` once the stream passes ``max_bytes``."""
+    from fsspec.callbacks import Callback
+
+    def too_large(what: str) -> ProductError:
+        return ProductError(
+            "too_large", f"{uri}: {what} exceeds the limit of {max_bytes} bytes; "
+            "raise products.max_raster_bytes or split the product",
+        )
+
+    class _Guard(Callback):
+        def set_size(self, size: int | None) -> None:
+            super().set_size(size)
+            if size is not None and size > max_bytes:
+                raise too_large(f"{size} bytes (announced by the server)")
+
+        def relative_update(self, inc: int = 1) -> None:
+            super().relative_update(inc)
+            if self.value > max_bytes:
+                raise too_large("the download")
+
+    return _Guard()
+
+
+def _download_with_retries(
+    uri: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    storage_options: Mapping[str, Any] | None,
+    policy: FetchPolicy,
+) -> None:
+    """:func:`_download`, retried on :class:`TransientFetchError` as ``policy`` says."""
+    attempts = 1 + max(0, policy.retries)
+    for attempt in range(attempts):
+        try:
+            _download(
+                uri, dest, max_bytes=max_bytes, timeout_s=timeout_s,
+                storage_options=storage_options,
+            )
+            return
+        except TransientFetchError as e:
+            if attempt + 1 == attempts:
+                if attempts == 1:
+                    raise
+                raise TransientFetchError(
+                    f"{e} (gave up after {attempts} attempts; republish the dead letter's "
+                    "original once the store is back)"
+                ) from e
+            delay = policy.backoff_s * 2**attempt
+            log.warning(
+                "fetch failed, retrying",
+                extra={"uri": _short_uri(uri), "attempt": attempt + 1, "delay_s": delay,
+                       "error": str(e)},
+            )
+            time.sleep(delay)
+
+
+def _check_declared(uri: str, declared_size: int | None, max_bytes: int) -> None:
+    if declared_size is not None and declared_size > max_bytes:
+        raise ProductError(
+            "too_large",
+            f"{_short_uri(uri)}: the message declares {declared_size} bytes, over the limit of "
+            f"{max_bytes} bytes (products.max_raster_bytes); the file was not fetched",
         )
 
 
@@ -197,6 +380,8 @@ def local_file(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     storage_options: Mapping[str, Any] | None = None,
+    policy: FetchPolicy | None = None,
+    declared_size: int | None = None,
 ) -> Iterator[Path]:
     """Yield a local path holding the file at ``uri``, for the duration of the block.
 
@@ -211,12 +396,19 @@ def local_file(
     sha256 : str, optional
         Expected hex SHA-256 of the bytes; checked for local and remote files alike.
     max_bytes : int
-        Largest file accepted.
+        Largest file accepted: checked against ``declared_size``, then the size the file
+        system or server states, then the bytes actually streamed.
     timeout_s : float
         Total time allowed for an http(s) download; other backends take their own timeouts
         through ``storage_options``.
     storage_options : mapping, optional
         Passed to the fsspec filesystem (credentials, endpoints, ...).
+    policy : FetchPolicy, optional
+        Scheme and root allow-lists and retries of transient failures (default: any
+        location, no retry).
+    declared_size : int, optional
+        The size the message declares; over ``max_bytes`` it is refused before anything is
+        opened.
 
     Yields
     ------
@@ -226,9 +418,12 @@ def local_file(
     Raises
     ------
     ProductError
-        ``bad_uri``, ``not_found``, ``unreachable``, ``too_large``, ``checksum_mismatch``.
+        ``bad_uri``, ``forbidden_uri``, ``not_found``, ``unreachable``, ``too_large``,
+        ``checksum_mismatch``.
     """
-    local = _local_path(uri)
+    policy = policy or FetchPolicy()
+    local = check_uri(uri, policy)
+    _check_declared(uri, declared_size, max_bytes)
     if local is not None:
         if not local.is_file():
             raise ProductError("not_found", f"{uri}: file not found")
@@ -246,8 +441,9 @@ def local_file(
         name += suffix
     with tempfile.TemporaryDirectory(prefix="insar-fetch-") as tmp:
         dest = Path(tmp) / name
-        _download(
-            uri, dest, max_bytes=max_bytes, timeout_s=timeout_s, storage_options=storage_options
+        _download_with_retries(
+            uri, dest, max_bytes=max_bytes, timeout_s=timeout_s,
+            storage_options=storage_options, policy=policy,
         )
         if sha256 is not None:
             _verify(uri, sha256_file(dest), sha256)
@@ -309,20 +505,27 @@ def local_raster(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     storage_options: Mapping[str, Any] | None = None,
+    policy: FetchPolicy | None = None,
 ) -> Iterator[Path]:
     """Yield a local GeoTIFF/NetCDF path for ``ref``, named so the readers pick its format.
 
     Local files (absolute paths, ``file://``) are used in place; inline bytes and remote
     files are written to a temporary file (``.tif`` or ``.nc`` from ``ref.format``, the
     name's suffix or the magic bytes) that is deleted when the block ends. ``ref.sha256``
-    is verified in every case. Options as in :func:`local_file`.
+    is verified in every case, ``ref.size_bytes`` (declared) is held against
+    ``max_bytes`` before anything is fetched. Options as in :func:`local_file`.
 
     Raises
     ------
     ProductError
-        ``bad_uri``, ``not_found``, ``unreachable``, ``too_large``, ``checksum_mismatch``.
+        ``bad_uri``, ``forbidden_uri``, ``not_found``, ``unreachable``, ``too_large``,
+        ``checksum_mismatch``.
     """
     if ref.inline is not None:
+        if len(ref.inline) > max_bytes:
+            raise ProductError(
+                "too_large", f"inline raster: {len(ref.inline)} bytes exceeds {max_bytes}"
+            )
         _verify("inline raster", hashlib.sha256(ref.inline).hexdigest(), ref.sha256)
         fmt = ref.format or sniff_format(ref.inline[:8]) or "geotiff"
         with tempfile.TemporaryDirectory(prefix="insar-inline-") as tmp:
@@ -335,7 +538,7 @@ def local_raster(
     with (
         local_file(
             uri, suffix=suffix, sha256=ref.sha256, max_bytes=max_bytes, timeout_s=timeout_s,
-            storage_options=storage_options,
+            storage_options=storage_options, policy=policy, declared_size=ref.size_bytes,
         ) as path,
         _with_suffix_for(path, ref.format) as named,
     ):
@@ -348,6 +551,7 @@ def fetch_bytes(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     storage_options: Mapping[str, Any] | None = None,
+    policy: FetchPolicy | None = None,
 ) -> bytes:
     """The bytes of the file ``ref`` points to (checked against ``ref.sha256``).
 
@@ -363,7 +567,7 @@ def fetch_bytes(
         return ref.inline
     with local_file(
         ref.uri or "", sha256=ref.sha256, max_bytes=max_bytes, timeout_s=timeout_s,
-        storage_options=storage_options,
+        storage_options=storage_options, policy=policy, declared_size=ref.size_bytes,
     ) as path:
         return path.read_bytes()
 
@@ -376,28 +580,60 @@ def load_wrapped_phase(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     storage_options: Mapping[str, Any] | None = None,
+    policy: FetchPolicy | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> PhaseRaster:
     """Fetch and read a wrapped-phase raster: :func:`local_raster` + ``read_wrapped_phase``.
 
     Errors name ``ref`` (its URI, or the inline size) rather than a temporary file.
+    ``max_pixels`` (rows x cols, from the header, before any pixel is read) refuses
+    decompression bombs; the other options are those of :func:`local_raster`.
 
     Raises
     ------
     ProductError
         The reasons of :func:`local_raster` and of
-        :func:`pipelines.raster_io.read_wrapped_phase` (``unreadable``, ``no_crs``,
-        ``wrong_crs``, ``wrong_dtype``, ``not_wrapped_phase``, ``all_nan``, ...).
+        :func:`pipelines.raster_io.read_wrapped_phase` (``unreadable``, ``too_large``,
+        ``no_crs``, ``wrong_crs``, ``wrong_dtype``, ``not_wrapped_phase``, ``all_nan``, ...).
     """
     with local_raster(
-        ref, max_bytes=max_bytes, timeout_s=timeout_s, storage_options=storage_options
+        ref, max_bytes=max_bytes, timeout_s=timeout_s, storage_options=storage_options,
+        policy=policy,
     ) as path:
         try:
             return read_wrapped_phase(
-                path, allowed_crs=tuple(allowed_crs), phase_tolerance_rad=phase_tolerance_rad
+                path, allowed_crs=tuple(allowed_crs), phase_tolerance_rad=phase_tolerance_rad,
+                max_pixels=max_pixels,
             )
         except ProductError as e:
             message = str(e).replace(str(path), ref.describe())
             raise ProductError(e.reason, message) from e
+
+
+def no_valid_tiles_error(name: str, min_valid_fraction: float) -> ProductError:
+    """The ``no_valid_pixels`` refusal of a raster none of whose tiles has enough data.
+
+    A frame whose every tile is below ``unrest.min_valid_fraction`` finite pixels gives
+    the model nothing to score; reporting it as "no unrest" would be a wrong answer, so
+    the pipeline dead-letters it with this error instead.
+
+    Parameters
+    ----------
+    name : str
+        How the error names the raster (``RasterRef.describe()``).
+    min_valid_fraction : float
+        The per-tile threshold no tile reached.
+
+    Returns
+    -------
+    ProductError
+        Reason ``no_valid_pixels``, to raise or to dead-letter.
+    """
+    return ProductError(
+        "no_valid_pixels",
+        f"{name}: no tile has at least {min_valid_fraction:.0%} finite pixels "
+        "(unrest.min_valid_fraction); the frame is mostly nodata and cannot be scored",
+    )
 
 
 # --------------------------------------------------------------------------- PS points
@@ -550,17 +786,19 @@ def load_ps_points(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     storage_options: Mapping[str, Any] | None = None,
+    policy: FetchPolicy | None = None,
 ) -> PSBatch:
     """The points of a PS update: inline, or from its EGMS-layout CSV or Parquet file.
 
     Files follow the EGMS layout: ``pid``, ``latitude``, ``longitude``, optional attributes
     (``temporal_coherence`` becomes ``quality``), then one ``YYYYMMDD`` column (mm) per epoch.
-    Fetch options as in :func:`local_file`.
+    Fetch options as in :func:`local_file`; ``msg.points_size_bytes`` is the declared size.
 
     Raises
     ------
     ProductError
-        Fetch reasons (``not_found``, ``unreachable``, ...), file reasons (``unreadable``,
+        Fetch reasons (``forbidden_uri``, ``not_found``, ``unreachable``, ``too_large``,
+        ...), file reasons (``unreadable``,
         ``no_pid``, ``no_date_columns``, ``bad_date_column``, ``non_numeric_displacement``),
         and ``no_points``, ``epochs_mismatch`` (the file's epochs are not the message's),
         ``duplicate_pid``, ``bad_coordinates``.
@@ -578,7 +816,7 @@ def load_ps_points(
     uri = msg.points_uri
     with local_file(
         uri, suffix=_PS_SUFFIX[msg.points_format], max_bytes=max_bytes, timeout_s=timeout_s,
-        storage_options=storage_options,
+        storage_options=storage_options, policy=policy, declared_size=msg.points_size_bytes,
     ) as path:
         if msg.points_format == "parquet":
             batch = _batch_from_parquet(path, uri)

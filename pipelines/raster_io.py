@@ -1,15 +1,18 @@
 """Read interferogram rasters (GeoTIFF or NetCDF) into checked wrapped-phase arrays.
 
 A thin adapter over rioxarray/xarray. It refuses, with a one-line reason that says
-what to do, everything the unrest model cannot score honestly: missing or unreadable
-files, rasters without a CRS or with a CRS not in the accepted list, integer data,
-values outside [-pi, pi] (unwrapped phase, degrees), several bands, and rasters
-with no finite pixel at all. The same reasons are used for the dead-letter topic.
+what to do, everything the unrest model cannot score honestly: missing, unreadable or
+truncated files, rasters without a CRS or with a CRS not in the accepted list, integer data,
+values outside [-pi, pi] (unwrapped phase, degrees), several bands, rasters whose
+header claims more pixels than allowed (a few-KB compressed or sparse file can claim
+billions: the size is checked before any pixel is read), and rasters with no finite
+pixel at all. The same reasons are used for the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,13 @@ NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5")
 # Variable names LiCSAR-like NetCDF exports use for wrapped phase, tried in this order.
 SPATIAL_DIMS = ("x", "y", "lon", "lat", "longitude", "latitude")
 PHASE_VARIABLE_NAMES = ("phase", "wrapped_phase", "diff_pha", "pha", "Band1", "band_data")
+# TIFF field type -> bytes per value (TIFF 6.0 and BigTIFF); unknown types count as 1.
+_TIFF_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
+                    13: 4, 16: 8, 17: 8, 18: 8}
+# (offsets tag, byte counts tag): strips and tiles.
+_TIFF_BLOCK_TAGS = ((273, 279), (324, 325))
+_TIFF_MAX_IFDS = 64
+_TIFF_MAX_BLOCK_TABLE_BYTES = 64 * 1024 * 1024
 
 
 class ProductError(ValueError):
@@ -62,11 +72,117 @@ def _open_dataarray(path: Path):  # -> xarray.DataArray
     return rioxarray.open_rasterio(path, masked=True)
 
 
+def tiff_truncation(path: Path | str) -> str | None:
+    """What is cut off in a TIFF/BigTIFF file, from its structure alone; None when intact.
+
+    GDAL opens a truncated GeoTIFF with warnings and reads what is left: its geokeys may be
+    gone (it then looks like a raster without a CRS) or its last strips may be missing
+    (reading fails, or worse, gives zeros). This walks the image directories and checks
+    that every directory, every tag's out-of-line value and every strip or tile lies inside
+    the file. Files that are not TIFF return None (the readers judge them).
+
+    Parameters
+    ----------
+    path : path-like
+        The file to check; only its directories and block tables are read.
+
+    Returns
+    -------
+    str or None
+        A short description of the first problem found.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(16)
+        if head[:2] not in (b"II", b"MM"):
+            return None
+        order = "<" if head[:2] == b"II" else ">"
+        magic = struct.unpack(order + "H", head[2:4])[0]
+        if magic == 42:
+            count_fmt, entry_fmt, next_fmt, inline = "H", "HHII", "I", 4
+            offset = struct.unpack(order + "I", head[4:8])[0]
+        elif magic == 43 and len(head) >= 16:
+            count_fmt, entry_fmt, next_fmt, inline = "Q", "HHQQ", "Q", 8
+            offset = struct.unpack(order + "Q", head[8:16])[0]
+        else:
+            return None
+        count_size = struct.calcsize(count_fmt)
+        entry_size = struct.calcsize(order + entry_fmt)
+        next_size = struct.calcsize(next_fmt)
+        seen: set[int] = set()
+        while offset and len(seen) < _TIFF_MAX_IFDS:
+            if offset in seen:
+                return f"image directories loop at byte {offset}"
+            seen.add(offset)
+            f.seek(offset)
+            raw = f.read(count_size)
+            if len(raw) < count_size:
+                return f"image directory at byte {offset} is past the end ({size} bytes)"
+            n = struct.unpack(order + count_fmt, raw)[0]
+            table = f.read(n * entry_size + next_size)
+            if len(table) < n * entry_size + next_size:
+                return f"image directory at byte {offset} runs past the end ({size} bytes)"
+            tags: dict[int, tuple[int, int, int, bytes]] = {}
+            for i in range(n):
+                entry = table[i * entry_size : (i + 1) * entry_size]
+                tag, typ, count, value = struct.unpack(order + entry_fmt, entry)
+                nbytes = count * _TIFF_TYPE_BYTES.get(typ, 1)
+                if nbytes > inline and value + nbytes > size:
+                    return f"tag {tag} needs bytes {value}..{value + nbytes}, the file has {size}"
+                tags[tag] = (typ, count, value, entry[-inline:])
+            for offsets_tag, counts_tag in _TIFF_BLOCK_TAGS:
+                if offsets_tag in tags and counts_tag in tags:
+                    end = _tiff_block_end(f, order, inline, tags[offsets_tag], tags[counts_tag])
+                    if end is not None and end > size:
+                        return f"image data runs to byte {end}, the file has {size}"
+            offset = struct.unpack(order + next_fmt, table[n * entry_size :])[0]
+    return None
+
+
+def _tiff_values(f, order: str, inline: int, field: tuple[int, int, int, bytes]) -> np.ndarray:
+    typ, count, value, raw = field
+    dtype = np.dtype({3: "u2", 4: "u4", 16: "u8"}.get(typ, "u4")).newbyteorder(order)
+    nbytes = count * dtype.itemsize
+    if nbytes <= inline:
+        return np.frombuffer(raw[:nbytes], dtype=dtype)
+    f.seek(value)
+    return np.frombuffer(f.read(nbytes), dtype=dtype)
+
+
+def _tiff_block_end(
+    f, order: str, inline: int, offsets: tuple[int, int, int, bytes],
+    counts: tuple[int, int, int, bytes],
+) -> int | None:
+    """Largest offset + byte count over the strips/tiles written (sparse ones are 0)."""
+    if max(offsets[1], counts[1]) * 8 > _TIFF_MAX_BLOCK_TABLE_BYTES or offsets[1] != counts[1]:
+        return None
+    starts = _tiff_values(f, order, inline, offsets).astype(np.int64)
+    lengths = _tiff_values(f, order, inline, counts).astype(np.int64)
+    written = starts > 0
+    if not written.any():
+        return None
+    return int((starts[written] + lengths[written]).max())
+
+
+def _check_pixel_count(path: Path, shape: tuple[int, ...], max_pixels: int | None) -> None:
+    """Refuse a raster whose header claims more than ``max_pixels`` pixels (nothing read)."""
+    n_pixels = math.prod(int(n) for n in shape)
+    if max_pixels is not None and n_pixels > max_pixels:
+        raise ProductError(
+            "too_large",
+            f"{path}: {' x '.join(str(int(n)) for n in shape)} = {n_pixels} pixels exceeds the "
+            f"limit of {max_pixels} (products.max_raster_pixels); a small compressed file can "
+            "claim a huge raster: split the product or raise the limit",
+        )
+
+
 def read_wrapped_phase(
     path: Path | str,
     *,
     allowed_crs: list[str] | tuple[str, ...] = ("EPSG:4326",),
     phase_tolerance_rad: float = 0.01,
+    max_pixels: int | None = None,
 ) -> PhaseRaster:
     """Read and check a wrapped-phase raster (LiCSAR ``*.geo.diff_pha.tif`` or NetCDF).
 
@@ -78,19 +194,27 @@ def read_wrapped_phase(
         Accepted CRS, compared as EPSG codes where possible.
     phase_tolerance_rad : float
         Slack beyond +-pi before values are judged not to be wrapped radians.
+    max_pixels : int, optional
+        Largest ``rows * cols`` accepted, checked from the header before any pixel is
+        read (decompression bombs); None = no limit.
 
     Raises
     ------
     ProductError
         With ``reason`` one of ``not_found``, ``unreadable``, ``no_phase_variable``,
-        ``multiband``, ``no_crs``, ``wrong_crs``, ``wrong_dtype``, ``not_wrapped_phase``,
-        ``all_nan``.
+        ``multiband``, ``too_large``, ``no_crs``, ``wrong_crs``, ``wrong_dtype``,
+        ``not_wrapped_phase``, ``all_nan``.
     """
     from pyproj import CRS
 
     path = Path(path)
     if not path.is_file():
         raise ProductError("not_found", f"{path}: file not found")
+    problem = None if path.suffix.lower() in NETCDF_SUFFIXES else tiff_truncation(path)
+    if problem:
+        raise ProductError(
+            "unreadable", f"{path}: truncated or corrupt GeoTIFF ({problem}); re-publish it"
+        )
     try:
         da = _open_dataarray(path)
     except ProductError:
@@ -108,6 +232,7 @@ def read_wrapped_phase(
                     f"{path}: {da.sizes[dim]} layers along '{dim}'; give one wrapped-phase band",
                 )
             da = da.isel({dim: 0})
+        _check_pixel_count(path, da.shape, max_pixels)
         crs = da.rio.crs
         if crs is None:
             raise ProductError(

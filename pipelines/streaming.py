@@ -56,14 +56,17 @@ class ReadKafkaUnbounded(beam.PTransform):
 
     def consumer_config(self) -> dict[str, str]:
         """Java consumer properties: the daemon's group, no auto-commit (offsets are committed
-        when the runner finalises a bundle), start at the beginning for a new group."""
-        return {
+        when the runner finalises a bundle), start at the beginning for a new group; plus the
+        Java equivalents of the kafka.security_protocol / sasl_* / ssl_* settings."""
+        config = {
             "bootstrap.servers": self.ctx.kafka.bootstrap_servers,
             "group.id": self.ctx.kafka.group_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": "false",
             "max.partition.fetch.bytes": str(self.ctx.kafka.max_message_bytes),
         }
+        config.update(self.ctx.kafka.java_security_properties())
+        return config
 
     def expand(self, pbegin):
         from apache_beam.io.kafka import ReadFromKafka

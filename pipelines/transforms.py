@@ -106,7 +106,7 @@ class _FetchAndTileFn(beam.DoFn):
         self.tiles = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles")
 
     def process(self, item: Decoded):
-        from pipelines.product_fetch import load_wrapped_phase
+        from pipelines.product_fetch import load_wrapped_phase, no_valid_tiles_error
         from pipelines.tiling import tile_frame
         from serving.frame_scoring import tile_record
 
@@ -116,6 +116,9 @@ class _FetchAndTileFn(beam.DoFn):
                 msg.wrapped_phase,
                 allowed_crs=list(self.ctx.allowed_crs),
                 phase_tolerance_rad=self.ctx.phase_tolerance_rad,
+                max_bytes=self.ctx.max_raster_bytes,
+                max_pixels=self.ctx.max_raster_pixels,
+                policy=self.ctx.fetch_policy(),
             )
             tiles = tile_frame(
                 raster.phase,
@@ -129,6 +132,12 @@ class _FetchAndTileFn(beam.DoFn):
         except ValueError as e:  # too small / not 2-D: the product, not the daemon, is wrong
             yield pvalue.TaggedOutput(
                 DEAD, dead_letter_for(item.source, "untileable", str(e), "tile")
+            )
+            return
+        if not tiles:  # a "no unrest" decision on no data would be a wrong answer
+            error = no_valid_tiles_error(msg.wrapped_phase.describe(), self.ctx.min_valid_fraction)
+            yield pvalue.TaggedOutput(
+                DEAD, dead_letter_for(item.source, error.reason, str(error), "tile")
             )
             return
         key = _product_key(item)
@@ -252,6 +261,7 @@ class _MergeIntoStoreFn(beam.DoFn):
     def __init__(self, ctx: PipelineContext) -> None:
         self.ctx = ctx
         self.points = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "ps_points_merged")
+        self.duplicates = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "ps_updates_repeated")
 
     def setup(self) -> None:
         from pipelines.ps_store import PSStore
@@ -267,12 +277,21 @@ class _MergeIntoStoreFn(beam.DoFn):
         dataset_id, tile_id = items[0].message.dataset_id, items[0].message.tile_id
         series = self.store.read_series(dataset_id, tile_id)
         applied: list[tuple[Decoded, np.ndarray]] = []
+        applied_updates: set[str] = set()
         for item in items:
             msg = item.message
+            if msg.update_id in applied_updates:
+                # The same update published twice in one pass: one detection, as across
+                # passes (where the ledger drops the second). Merging it again would be a
+                # no-op, and would take the points' credit from the first copy.
+                self.duplicates.inc()
+                continue
             try:
                 from pipelines.product_fetch import load_ps_points
 
-                batch = load_ps_points(msg)
+                batch = load_ps_points(
+                    msg, max_bytes=self.ctx.max_raster_bytes, policy=self.ctx.fetch_policy()
+                )
                 series, rows = merge_epochs(
                     series,
                     dataset_id,
@@ -295,6 +314,7 @@ class _MergeIntoStoreFn(beam.DoFn):
                 )
                 continue
             applied.append((item, np.asarray(rows)))
+            applied_updates.add(msg.update_id)
             self.points.inc(len(rows))
         if series is None or not applied:
             return
@@ -550,15 +570,18 @@ class _PublishOnceFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.pending_ids: set[str] = set()
 
     def process(self, payload: dict[str, Any]):
         from pipelines.ledger import output_id
 
         oid = output_id(payload)
-        if self.ledger.seen(self.topic, oid):
+        # Pending ids too: a product published twice can reach one bundle twice.
+        if oid in self.pending_ids or self.ledger.seen(self.topic, oid):
             self.skipped.inc()
             return
         self.pending.append((oid, payload))
+        self.pending_ids.add(oid)
         if len(self.pending) >= 500:
             self._flush()
 

@@ -29,9 +29,13 @@ class WebhookReceiver:
     ----------
     on_post : callable, optional
         Called (in the server's thread) with each :class:`ReceivedPost`.
+    port : int
+        TCP port on 127.0.0.1 (0: any free port, see :attr:`url`).
     """
 
-    def __init__(self, on_post: Callable[[ReceivedPost], None] | None = None) -> None:
+    def __init__(
+        self, on_post: Callable[[ReceivedPost], None] | None = None, *, port: int = 0
+    ) -> None:
         self.posts: list[ReceivedPost] = []
         self._lock = threading.Lock()
         receiver = self
@@ -52,7 +56,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 return  # keep test output clean
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -68,7 +72,9 @@ class WebhookReceiver:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        # shutdown() waits for serve_forever to notice; it would wait forever if never started.
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
 

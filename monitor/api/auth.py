@@ -1,14 +1,16 @@
 """The bearer-token guard of the API's management endpoints.
 
 Subscriptions, silences and the delivery log change what the daemon does, so they need
-``Authorization: Bearer <token>`` with a token from ``api.tokens``. With no token configured
-every such request is refused (403), so a fresh install never exposes them. Tokens are
-compared in constant time, all of them every time, and are never logged: a failed attempt
-logs who tried and where, never what was sent.
+``Authorization: Bearer <token>`` with a token from ``api.tokens``, or one whose SHA-256 is
+in ``api.token_hashes`` (``sha256:<hex>``: the token itself is then stored nowhere). With no
+token configured every such request is refused (403), so a fresh install never exposes them.
+Tokens and hashes are compared in constant time, all of them every time, and are never
+logged: a failed attempt logs who tried and where, never what was sent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -37,23 +39,25 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 # auto_error=False: the dependency answers 401 / 403 itself, with the messages it wants.
 _BEARER = HTTPBearer(
     auto_error=False,
-    description="A token from api.tokens (INSAR_MONITOR__API__TOKENS).",
+    description="A token from api.tokens, or one whose hash is in api.token_hashes.",
 )
 
 
 def make_token_check(config: MonitorConfig) -> Callable[..., None]:
-    """The dependency that guards management endpoints with ``api.tokens``."""
+    """The dependency that guards management endpoints with ``api.tokens`` and ``token_hashes``."""
     # Empty tokens are dropped: compare_digest(b"", b"") is True, so an empty entry would let
     # "Authorization: Bearer " through. Bytes, because compare_digest refuses non-ASCII str.
     tokens = [
         s.get_secret_value().encode("utf-8") for s in config.api.tokens if s.get_secret_value()
     ]
+    # Raw digests of the configured hashes (validated as sha256:<64 hex> at config load).
+    digests = [bytes.fromhex(h.partition(":")[2]) for h in config.api.token_hashes]
 
     def require_token(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     ) -> None:
-        if not tokens:
+        if not tokens and not digests:
             raise HTTPException(403, NO_TOKENS_MESSAGE)
         if credentials is None:
             raise HTTPException(
@@ -63,8 +67,11 @@ def make_token_check(config: MonitorConfig) -> Callable[..., None]:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         given = credentials.credentials.encode("utf-8")
-        # Every token is compared, so the time taken does not tell which one nearly matched.
+        given_digest = hashlib.sha256(given).digest()
+        # Every token and hash is compared, so the time taken does not tell which one nearly
+        # matched (nor whether a plaintext or a hashed entry did).
         matched = [hmac.compare_digest(given, token) for token in tokens]
+        matched += [hmac.compare_digest(given_digest, digest) for digest in digests]
         if not any(matched):
             # Who tried, never what they sent: a near-miss token is still a secret.
             client = request.client.host if request.client else "unknown"

@@ -18,6 +18,13 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _register_secrets(config: MonitorConfig) -> None:
+    """Keep the configuration's secrets (database password, API tokens) out of the logs."""
+    from monitor.logs import register_config_secrets
+
+    register_config_secrets(config)
+
+
 def _store(config: MonitorConfig) -> Any:
     from monitor.storage.alert_store import AlertStore
 
@@ -39,7 +46,9 @@ def run_alerts(args: argparse.Namespace, config: MonitorConfig) -> int:
         "unsilence": unsilence,
         "deliveries": list_deliveries,
         "replay-deliveries": replay_deliveries,
+        "hash-token": hash_token,
     }[args.action]
+    _register_secrets(config)
     try:
         return handler(args, config)
     except ValueError as e:
@@ -147,6 +156,9 @@ def subscribe(args: argparse.Namespace, config: MonitorConfig) -> int:
     spec = SubscriptionSpec(args.name, args.url, area, tuple(args.hazard), args.min_severity,
                             args.format)
     sub, secret = _store(config).add_subscription(spec)
+    from monitor.logs import register_secret
+
+    register_secret(secret)
     print(json.dumps({**sub.to_json_dict(), "secret": secret}))
     print("keep the secret: it verifies the X-Insar-Signature header and is not shown again",
           file=sys.stderr)
@@ -207,6 +219,31 @@ def replay_deliveries(args: argparse.Namespace, config: MonitorConfig) -> int:
     return 0
 
 
+def hash_token(args: argparse.Namespace, config: MonitorConfig) -> int:
+    """Print ``sha256:<hex>`` of the token on stdin (prompted for without echo on a terminal)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        token = getpass.getpass("API token (not echoed): ")
+    else:
+        token = sys.stdin.read()
+    # A trailing newline (echo, a file) or spaces are not part of a bearer token: HTTP
+    # strips them from the header too, so the hash must be of the bare token.
+    token = token.strip()
+    if not token:
+        return _fail("no token on stdin: pipe one in, e.g. insar-monitor alerts hash-token "
+                     "< token.txt", 2)
+    if any(c.isspace() for c in token):
+        return _fail("a bearer token cannot contain spaces or line breaks (one token only)", 2)
+    from monitor.config import ApiConfig
+
+    print(ApiConfig.hash_token(token))
+    if len(token) < 16:
+        print("warning: a token this short can be guessed; use e.g. "
+              "python -c 'import secrets; print(secrets.token_urlsafe(32))'", file=sys.stderr)
+    return 0
+
+
 def _wait_for_signal() -> threading.Event:
     stop = threading.Event()
 
@@ -248,6 +285,7 @@ def serve_api(args: argparse.Namespace, config: MonitorConfig) -> int:
 
     host = args.host or config.api.host
     port = args.port if args.port is not None else config.api.port
+    _register_secrets(config)
     store = _store(config)
     server = ApiServer(create_app(store, config), host, port)
     stop = _wait_for_signal()

@@ -28,6 +28,7 @@ examples:
       --comment "field campaign, known signal"
   insar-monitor alerts deliveries --status dead
   insar-monitor alerts replay-deliveries --subscription 3f2a...
+  insar-monitor alerts hash-token < token.txt        # -> sha256:... for api.token_hashes
 """
 
 
@@ -131,6 +132,18 @@ def add_alert_parsers(
     )
     q.add_argument("--subscription", help="only this subscription's")
     q.add_argument("--status", choices=["dead", "delivered"], default="dead")
+    add_config(q)
+
+    q = actions.add_parser(
+        "hash-token",
+        help="print the api.token_hashes entry of an API token read from stdin",
+        description="Read one bearer token from stdin (prompted for, without echo, on a "
+        "terminal) and print its api.token_hashes entry, sha256:<hex>. The token is never "
+        "taken as an argument: arguments show in `ps` and in shell history.",
+        epilog="example:\n  python -c 'import secrets; print(secrets.token_urlsafe(32))' "
+        "> token.txt\n  insar-monitor alerts hash-token < token.txt",
+        formatter_class=fmt,
+    )
     add_config(q)
 
     p = sub.add_parser(

@@ -3,7 +3,9 @@
 ``make_client("grpc" | "rest" | "inprocess", model_name, ...)`` returns an
 :class:`InferenceClient`; the pipeline never needs to know which. Backends are
 imported lazily (each pulls in grpc / httpx / TensorFlow), so importing this package
-is cheap.
+is cheap. :class:`CircuitBreakerClient` puts any of them behind a
+:class:`CircuitBreaker` so that a server outage fails calls fast
+(:mod:`serving.clients.circuit`).
 
 Examples
 --------
@@ -28,6 +30,7 @@ from serving.clients.base import (
     SignatureMismatchError,
     signature_differences,
 )
+from serving.clients.circuit import CircuitBreaker, CircuitBreakerClient, CircuitOpenError
 
 if TYPE_CHECKING:
     from serving.clients.grpc_client import GrpcInferenceClient
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
     from serving.clients.rest_client import RestInferenceClient
 
 __all__ = [
+    "CircuitBreaker",
+    "CircuitBreakerClient",
+    "CircuitOpenError",
     "GrpcInferenceClient",
     "InProcessInferenceClient",
     "InferenceClient",

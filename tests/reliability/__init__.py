@@ -1,0 +1,1 @@
+"""Fault-injection, bad-input and load tests: `make reliability` runs them all."""
