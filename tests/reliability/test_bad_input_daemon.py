@@ -168,13 +168,6 @@ def test_good_records_and_the_controls_become_one_detection_each(run):
     assert ps_control["n_points_classified"] == 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug outside the fetch/decode stages: two copies of one product or update in "
-    "the same pass are both published (_PublishOnceFn checks the ledger, not the ids pending "
-    "in its bundle), and the first copy of a PS update reports 0 points classified "
-    "(_MergeIntoStoreFn gives every point to the last copy); see docs/bad-input.md",
-)
 def test_a_product_or_update_published_twice_yields_one_detection(run):
     ids = Counter(d["detection_id"] for d in run.detections)
     assert all(n == 1 for n in ids.values()), f"duplicate detections: {ids.most_common(3)}"
