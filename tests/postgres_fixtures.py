@@ -28,7 +28,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -36,11 +35,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import psycopg
 import pytest
 from psycopg import sql
+
+from tests.environment import free_port, unavailable
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SERVER_USER = "postgres"  # Debian's system account; only used when the tests run as root
@@ -55,24 +55,6 @@ _OWNER_FILE = "owner.pid"
 
 _lock = threading.Lock()
 _server: PostgresServer | None = None
-
-
-def _ci() -> bool:
-    """Whether this is a CI run, where the real database must never be skipped."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip the test, or fail it under CI (a silent skip there would prove nothing)."""
-    if _ci():
-        pytest.fail(f"{reason} (CI is set, so this is a failure rather than a skip)")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -141,7 +123,7 @@ class PostgresServer:
             ),
         )
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self.port = _free_port()
+            self.port = free_port()
             options = (
                 f"-p {self.port} -k {self.socketdir} -c listen_addresses=127.0.0.1 "
                 f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
@@ -190,7 +172,7 @@ def _server_user() -> str | None:
     try:
         pwd.getpwnam(SERVER_USER)
     except KeyError:
-        _unavailable(
+        unavailable(
             f"running as root and there is no {SERVER_USER!r} user to run PostgreSQL as; "
             "`make system-deps` installs Debian's postgresql package, which creates it"
         )
@@ -263,7 +245,7 @@ def _shared_server() -> PostgresServer:
         if _server is not None and _server.running:
             return _server
         if not (PG_BIN / "initdb").is_file() or not (PG_BIN / "pg_ctl").is_file():
-            _unavailable(
+            unavailable(
                 f"PostgreSQL 15 binaries not found in {PG_BIN}; `make system-deps` installs them"
             )
         as_user = _server_user()

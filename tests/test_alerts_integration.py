@@ -15,10 +15,9 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from monitor.alerts.cap import validate_cap
@@ -33,9 +32,9 @@ from monitor.storage.alert_store import AlertStore
 from pipelines.context import PipelineContext
 from pipelines.kafka_io import PartitionRange, commit_offsets, consume_all, topic_partitions
 from pipelines.messages import validate
-from pipelines.raster_io import write_wrapped_phase_geotiff
 from tests.kafka_fixtures import isolated_config_file, kafka_broker  # noqa: F401
 from tests.postgres_fixtures import pg_store_url, postgres_server  # noqa: F401
+from tests.reliability.helpers import write_frame
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(400)
@@ -56,21 +55,6 @@ ALERT_SECTIONS = {
     },
     "webhooks": {"poll_interval_s": 0.2, "timeout_s": 5},
 }
-
-
-def _inflating_frame(tmp_path: Path, k: int) -> Path:
-    from serving.synthetic.deformation import MogiSource
-    from serving.synthetic.interferogram import DEFAULT_PARAMS, generate_frame
-
-    px = DEFAULT_PARAMS.pixel_m
-    source = MogiSource(150 * px, -150 * px, depth=3000.0, volume_change=8e6)
-    frame = generate_frame(np.random.default_rng(1 + 3 * k), (300, 300), [source],
-                           nuisance_scale=0.5)
-    start = date(2024, 3, 1) + timedelta(days=12 * k)
-    pair = f"{start:%Y%m%d}_{start + timedelta(days=12):%Y%m%d}"
-    path = tmp_path / "products" / pair / f"{pair}.geo.diff_pha.tif"
-    write_wrapped_phase_geotiff(path, frame.phase, frame.transform, crs="EPSG:4326")
-    return path
 
 
 def _run_daemon(config_path: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
@@ -113,8 +97,10 @@ def test_products_become_one_alert_one_cap_and_one_signed_delivery_across_crashe
         )
 
         items = [
-            outgoing(interferogram_message(_inflating_frame(tmp_path, k), frame_id="124D_T",
-                                           volcano_id="testvolcano"))
+            outgoing(interferogram_message(
+                write_frame(tmp_path / "products", k, seed=1 + 3 * k, start=date(2024, 3, 1)),
+                frame_id="124D_T", volcano_id="testvolcano",
+            ))
             for k in range(2)
         ]
         list(publish(items, kafka, {"interferogram": config.topics.interferograms}))

@@ -10,18 +10,18 @@ unit test that fires and one that must not.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import yaml
 
 from monitor.metrics import METRIC_NAMES
+from tests.environment import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -37,22 +37,11 @@ _INSAR_NAME = re.compile(r"(?<![\w:])insar_[A-Za-z0-9_]*")
 _STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip, or fail under CI (a silent skip there would hide that nothing was checked)."""
-    if _ci():
-        pytest.fail(f"{reason} (CI is set, so this is a failure rather than a skip)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        _unavailable(
+        unavailable(
             "promtool not found: run `make system-deps` (installs Debian's prometheus package)"
         )
     return path

@@ -7,9 +7,7 @@ operator's dashboards and alerting rules read.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -26,29 +24,17 @@ from monitor.daemon import Daemon
 from monitor.publishing import interferogram_message, outgoing, ps_update_message, publish
 from pipelines.context import PipelineContext
 from pipelines.raster_io import write_wrapped_phase_geotiff
+from tests.environment import free_port, unavailable
 from tests.kafka_fixtures import isolated_config_file, kafka_broker  # noqa: F401
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def _prometheus_binary() -> str:
     path = shutil.which("prometheus")
     if path is None:
-        message = "the prometheus server is not installed: run `make system-deps`"
-        if _ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("the prometheus server is not installed: run `make system-deps`")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _products(tmp_path: Path) -> list:
@@ -98,7 +84,7 @@ def test_prometheus_scrapes_the_daemon_and_finds_its_pipeline_series(
         assert daemon.health is not None, "the daemon did not start its metrics server"
         target = daemon.health.url.removeprefix("http://")
 
-        port = _free_port()
+        port = free_port()
         prom_config = tmp_path / "prometheus.yml"
         prom_config.write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

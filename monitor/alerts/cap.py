@@ -112,6 +112,26 @@ class CapSettings:
     addresses: str | None = None
 
 
+def settings_from_config(config: Any, *, serving_api: bool = False) -> CapSettings:
+    """CAP header fields from a ``MonitorConfig`` (``alerts.cap``, and ``api`` for ``<web>``).
+
+    ``<web>`` links point at the HTTP API when the calling process serves it
+    (``serving_api``), when the daemon serves it (``api.enabled``), or when
+    ``api.public_url`` says where it is; otherwise there is no ``<web>``.
+    """
+    c = config.alerts.cap
+    api = config.api
+    linked = serving_api or api.enabled or bool(api.public_url)
+    return CapSettings(
+        sender=c.sender,
+        sender_name=c.sender_name,
+        status=c.status,
+        language=c.language,
+        contact=c.contact,
+        web_base=api.base_url() if linked else None,
+    )
+
+
 def hazard_name(hazard: str) -> str:
     """Human name of a contract hazard, e.g. ``volcanic_unrest`` -> ``Volcanic unrest``.
 

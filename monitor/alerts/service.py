@@ -12,7 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.alerts.stage import AlertStage, AlertStageReport, cap_settings
+from monitor.alerts.cap import settings_from_config
+from monitor.alerts.stage import AlertStage, AlertStageReport
 from monitor.storage.alert_store import AlertStore
 from pipelines.kafka_io import KafkaSettings
 
@@ -56,7 +57,7 @@ class AlertService:
             self.dispatcher = WebhookDispatcher(
                 self.store,
                 self.config.webhooks,
-                cap_settings=cap_settings(self.config),
+                cap_settings=settings_from_config(self.config),
                 clock=self.clock,
                 on_report=lambda r: metrics.record_deliveries(r.delivered, r.retried, r.dead),
             )

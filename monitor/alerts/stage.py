@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.alerts.cap import CapSettings, cap_xml, write_cap_file
+from monitor.alerts.cap import cap_xml, settings_from_config, write_cap_file
 from monitor.alerts.engine import Transition, evaluate, expire
 from monitor.alerts.matchers import InhibitRule, parse_matchers, suppression
 from monitor.alerts.observations import observe
@@ -55,19 +55,6 @@ log = logging.getLogger(__name__)
 # Test hook: exit the process once the alerts of a run are durable in the database and on
 # the broker, before the offsets are committed and before any webhook delivery.
 FAULT_EXIT_AFTER_ALERTS = "INSAR_MONITOR_FAULT_EXIT_AFTER_ALERTS"
-
-
-def cap_settings(config: Any) -> CapSettings:
-    """CAP header fields from the configuration (``alerts.cap`` and the API's public URL)."""
-    c = config.alerts.cap
-    return CapSettings(
-        sender=c.sender,
-        sender_name=c.sender_name,
-        status=c.status,
-        language=c.language,
-        contact=c.contact,
-        web_base=config.api.base_url() if config.api.enabled or config.api.public_url else None,
-    )
 
 
 @dataclass
@@ -116,7 +103,7 @@ class AlertStage:
         self.input_topics = [config.topics.detections, config.topics.hotspots]
         self.output_topic = config.topics.alerts
         self.cap_dir = Path(config.storage.cap_path())
-        self.cap = cap_settings(config)
+        self.cap = settings_from_config(config)
         self._publisher: KafkaPublisher | None = None
 
     # ----------------------------------------------------------------------- lifecycle

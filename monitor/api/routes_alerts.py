@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.atom import atom_feed
-from monitor.alerts.cap import CapSettings, cap_xml
+from monitor.alerts.cap import cap_xml, settings_from_config
 from monitor.alerts.levels import Hazard, Severity, severity_rank
 from monitor.api.map_page import render_map_html
 from monitor.api.models import (
@@ -114,18 +114,6 @@ def _alert_point(alert: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _cap_settings(config: MonitorConfig) -> CapSettings:
-    cap = config.alerts.cap
-    return CapSettings(
-        sender=cap.sender,
-        sender_name=cap.sender_name,
-        status=cap.status,
-        language=cap.language,
-        contact=cap.contact,
-        web_base=config.api.base_url(),
-    )
-
-
 def alerts_router(store: AlertStore, config: MonitorConfig) -> APIRouter:
     """The open endpoints over ``store``.
 
@@ -139,7 +127,7 @@ def alerts_router(store: AlertStore, config: MonitorConfig) -> APIRouter:
     """
     router = APIRouter()
     base_url = config.api.base_url()
-    cap_settings = _cap_settings(config)
+    cap_settings = settings_from_config(config, serving_api=True)
 
     # ------------------------------------------------------------------ health
     @router.get(

@@ -111,8 +111,7 @@ def show_alert(args: argparse.Namespace, config: MonitorConfig) -> int:
 
 
 def print_cap(args: argparse.Namespace, config: MonitorConfig) -> int:
-    from monitor.alerts.cap import cap_xml
-    from monitor.alerts.stage import cap_settings
+    from monitor.alerts.cap import cap_xml, settings_from_config
 
     store = _store(config)
     history = store.alert_history(args.alert_id)
@@ -126,7 +125,7 @@ def print_cap(args: argparse.Namespace, config: MonitorConfig) -> int:
             return _fail(f"{args.alert_id} has revisions 1..{len(history)}")
         event = matching[0]
     sent = store.sent_times(event["references"])
-    xml = cap_xml(event, settings=cap_settings(config),
+    xml = cap_xml(event, settings=settings_from_config(config),
                   references=[(r, sent[r]) for r in event["references"]])
     sys.stdout.write(xml.decode("utf-8"))
     return 0

@@ -14,9 +14,11 @@ from monitor.publishing import Outgoing, interferogram_message, outgoing, ps_upd
 from pipelines.kafka_io import KafkaSettings, consume_all
 
 
-def frame_product(root: Path, k: int, *, frame_id: str = "124D_REL", volume: float = 8e6,
-                  volcano_id: str | None = "relvolcano") -> Outgoing:
-    """The message of a small (300x300) inflating interferogram, pair ``k`` of a series."""
+def write_frame(root: Path, k: int, *, seed: int, start: date = date(2024, 1, 1),
+                volume: float = 8e6, frame_id: str | None = None) -> Path:
+    """Write pair ``k`` (12-day pairs from ``start``) of a small (300x300) wrapped
+    interferogram, inflating by a Mogi source of ``volume`` m3 (0: no deformation), as
+    ``root[/frame_id]/<pair>/<pair>.geo.diff_pha.tif``; returns the path."""
     from pipelines.raster_io import write_wrapped_phase_geotiff
     from serving.synthetic.deformation import MogiSource
     from serving.synthetic.interferogram import DEFAULT_PARAMS, generate_frame
@@ -24,12 +26,20 @@ def frame_product(root: Path, k: int, *, frame_id: str = "124D_REL", volume: flo
     px = DEFAULT_PARAMS.pixel_m
     source = MogiSource(150 * px, -150 * px, depth=3000.0, volume_change=volume)
     sources = [source] if volume else []
-    frame = generate_frame(np.random.default_rng(100 + k), (300, 300), sources,
+    frame = generate_frame(np.random.default_rng(seed), (300, 300), sources,
                            nuisance_scale=0.5)
-    start = date(2024, 1, 1) + timedelta(days=12 * k)
-    pair = f"{start:%Y%m%d}_{start + timedelta(days=12):%Y%m%d}"
-    path = root / frame_id / pair / f"{pair}.geo.diff_pha.tif"
+    first = start + timedelta(days=12 * k)
+    pair = f"{first:%Y%m%d}_{first + timedelta(days=12):%Y%m%d}"
+    folder = root / frame_id if frame_id is not None else root
+    path = folder / pair / f"{pair}.geo.diff_pha.tif"
     write_wrapped_phase_geotiff(path, frame.phase, frame.transform, crs="EPSG:4326")
+    return path
+
+
+def frame_product(root: Path, k: int, *, frame_id: str = "124D_REL", volume: float = 8e6,
+                  volcano_id: str | None = "relvolcano") -> Outgoing:
+    """The message of a small (300x300) inflating interferogram, pair ``k`` of a series."""
+    path = write_frame(root, k, seed=100 + k, volume=volume, frame_id=frame_id)
     return outgoing(interferogram_message(path, frame_id=frame_id, volcano_id=volcano_id))
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,18 +33,13 @@ from monitor.config import load_config
 from monitor.publishing import Outgoing
 from pipelines.context import PipelineContext
 from pipelines.kafka_io import KafkaPublisher, committed_offsets, consume_all, plan_pass
+from tests.environment import free_port
 from tests.kafka_fixtures import isolated_config_file, kafka_broker  # noqa: F401
 from tests.reliability.helpers import frame_product, ps_product, read_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("INSAR_RELIABILITY_KILLS", "20"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stream(root: Path) -> list[Outgoing]:
@@ -94,7 +88,7 @@ def _ready(url: str) -> bool:
 def test_kill_nine_twenty_times_under_a_steady_stream_loses_and_duplicates_nothing(
     tmp_path: Path, kafka_broker  # noqa: F811
 ) -> None:
-    port = _free_port()
+    port = free_port()
     rules = {"rules": [{"name": "unrest", "kind": "unrest",
                         "levels": [{"severity": "Moderate", "raise_at": 0.5, "clear_at": 0.3}],
                         "persistence": {"n": 1, "m": 1}, "clear_after": 1}]}

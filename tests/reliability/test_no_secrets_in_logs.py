@@ -21,11 +21,10 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from monitor.alerts.receiver import webhook_receiver
@@ -35,9 +34,9 @@ from monitor.config import load_config
 from monitor.publishing import interferogram_message, outgoing, publish
 from monitor.storage.alert_store import AlertStore
 from pipelines.context import PipelineContext
-from pipelines.raster_io import write_wrapped_phase_geotiff
 from tests.kafka_fixtures import isolated_config_file, kafka_broker  # noqa: F401
 from tests.postgres_fixtures import pg_store_url, postgres_server  # noqa: F401
+from tests.reliability.helpers import write_frame
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(500)
@@ -63,22 +62,6 @@ SECTIONS = {
     },
     "webhooks": {"poll_interval_s": 0.2, "timeout_s": 5},
 }
-
-
-def _inflating_frame(tmp_path: Path, k: int) -> Path:
-    """A wrapped interferogram of an inflating Mogi source (as in the alerts integration test)."""
-    from serving.synthetic.deformation import MogiSource
-    from serving.synthetic.interferogram import DEFAULT_PARAMS, generate_frame
-
-    px = DEFAULT_PARAMS.pixel_m
-    source = MogiSource(150 * px, -150 * px, depth=3000.0, volume_change=8e6)
-    frame = generate_frame(np.random.default_rng(1 + 3 * k), (300, 300), [source],
-                           nuisance_scale=0.5)
-    start = date(2024, 3, 1) + timedelta(days=12 * k)
-    pair = f"{start:%Y%m%d}_{start + timedelta(days=12):%Y%m%d}"
-    path = tmp_path / "products" / pair / f"{pair}.geo.diff_pha.tif"
-    write_wrapped_phase_geotiff(path, frame.phase, frame.transform, crs="EPSG:4326")
-    return path
 
 
 def _cli(*args: str) -> list[str]:
@@ -148,8 +131,10 @@ def test_daemon_api_and_config_show_never_print_a_secret(
             store.close()
         secrets["webhook secret"] = webhook_secret
         items = [
-            outgoing(interferogram_message(_inflating_frame(tmp_path, k), frame_id="124D_L",
-                                           volcano_id="leakvolcano"))
+            outgoing(interferogram_message(
+                write_frame(tmp_path / "products", k, seed=1 + 3 * k, start=date(2024, 3, 1)),
+                frame_id="124D_L", volcano_id="leakvolcano",
+            ))
             for k in range(2)
         ]
         list(publish(items, kafka, {"interferogram": config.topics.interferograms}))
