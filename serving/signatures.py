@@ -74,7 +74,29 @@ TREND_SIGNATURE = ModelSignature(
     ),
 )
 
+# --- U-Net delineation of anomalous deformation areas on hot spot maps -------------------
+DELINEATION_TILE = 256
+DELINEATION_MODEL_NAME = "ada_delineator"
+DELINEATION_SIGNATURE = ModelSignature(
+    model_name=DELINEATION_MODEL_NAME,
+    inputs=(
+        # The z-weighted kernel density of Gi* z-scores (pipelines/hotspots/kde.py), 1/km2,
+        # one 256x256 tile per row on the hot spot grid (north up). NaN = outside the data.
+        TensorSpec("hotspot_density", "float32", (None, DELINEATION_TILE, DELINEATION_TILE)),
+        # Terrain aspect on the same grid: degrees clockwise from north of the downslope
+        # direction, [0, 360). NaN where unknown (flat ground, no DEM configured).
+        TensorSpec("aspect_deg", "float32", (None, DELINEATION_TILE, DELINEATION_TILE)),
+        # Terrain slope on the same grid, degrees [0, 90]. NaN where unknown or not used.
+        TensorSpec("slope_deg", "float32", (None, DELINEATION_TILE, DELINEATION_TILE)),
+    ),
+    outputs=(
+        # Per-cell probability of belonging to an anomalous deformation area, in [0, 1].
+        TensorSpec("probability", "float32", (None, DELINEATION_TILE, DELINEATION_TILE)),
+    ),
+)
+
 SIGNATURES: dict[str, ModelSignature] = {
     UNREST_MODEL_NAME: UNREST_SIGNATURE,
     TREND_MODEL_NAME: TREND_SIGNATURE,
+    DELINEATION_MODEL_NAME: DELINEATION_SIGNATURE,
 }
