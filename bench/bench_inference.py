@@ -1,7 +1,8 @@
 """Throughput and latency of the served models through every inference path.
 
 For each model found under ``--model-base`` (``unrest_detector``: 224x224 phase
-patches; ``ps_trend_classifier``: NaN-padded displacement series) it times:
+patches; ``ps_trend_classifier``: NaN-padded displacement series; ``ada_delineator``:
+256x256 hot spot density + aspect + slope tiles) it times:
 
 * ``raw``: the SavedModel's ``serving_default`` concrete function called directly
   (numpy -> tensor -> numpy; the baseline, no client code);
@@ -55,9 +56,22 @@ class Row:
 
 def make_inputs(model: str, batch: int, series_length: int, seed: int) -> dict[str, np.ndarray]:
     """Synthetic inputs of the contract's shapes: patches (batch, 224, 224) or series."""
-    from serving.signatures import PATCH_SIZE, TREND_MODEL_NAME, UNREST_MODEL_NAME
+    from serving.signatures import (
+        DELINEATION_MODEL_NAME,
+        DELINEATION_TILE,
+        PATCH_SIZE,
+        TREND_MODEL_NAME,
+        UNREST_MODEL_NAME,
+    )
 
     rng = np.random.default_rng(seed)
+    if model == DELINEATION_MODEL_NAME:
+        shape = (batch, DELINEATION_TILE, DELINEATION_TILE)
+        return {
+            "hotspot_density": rng.normal(0, 200, shape).astype(np.float32),
+            "aspect_deg": rng.uniform(0, 360, shape).astype(np.float32),
+            "slope_deg": np.full(shape, np.nan, np.float32),  # the default: aspect only
+        }
     if model == UNREST_MODEL_NAME:
         phase = rng.uniform(-np.pi, np.pi, (batch, PATCH_SIZE, PATCH_SIZE)).astype(np.float32)
         phase[rng.random(phase.shape) < 0.1] = np.nan  # decorrelated pixels
@@ -107,13 +121,19 @@ def run(args: argparse.Namespace) -> list[Row]:
     """Measure every (model, backend, batch) cell requested by ``args``."""
     from serving.clients import make_client
     from serving.local_server import LocalServer, ServerConfig
-    from serving.signatures import SIGNATURES, TREND_MODEL_NAME, UNREST_MODEL_NAME
+    from serving.signatures import (
+        DELINEATION_MODEL_NAME,
+        SIGNATURES,
+        TREND_MODEL_NAME,
+        UNREST_MODEL_NAME,
+    )
 
     base: Path = args.model_base
     models = [m for m in SIGNATURES if (base / m).is_dir()]
     if not models:
         raise SystemExit(f"no model of {sorted(SIGNATURES)} under {base}: export them first")
-    batches = {UNREST_MODEL_NAME: args.patch_batches, TREND_MODEL_NAME: args.series_batches}
+    batches = {UNREST_MODEL_NAME: args.patch_batches, TREND_MODEL_NAME: args.series_batches,
+               DELINEATION_MODEL_NAME: args.tile_batches}
     backends = args.backends
     rows: list[Row] = []
     server = None
@@ -141,7 +161,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 for backend, call in callers.items():
                     if (
                         backend == "rest"
-                        and model == UNREST_MODEL_NAME
+                        and model in (UNREST_MODEL_NAME, DELINEATION_MODEL_NAME)
                         and batch > args.rest_max_patches
                     ):
                         logger.info("skip rest %s batch=%d (> --rest-max-patches)", model, batch)
@@ -218,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_list,
         default=[256, 4096],
         help="batch sizes for ps_trend_classifier (series)",
+    )
+    parser.add_argument(
+        "--tile-batches",
+        type=_int_list,
+        default=[1, 8],
+        help="batch sizes for ada_delineator (256x256 tiles)",
     )
     parser.add_argument(
         "--series-length", type=int, default=120, help="epochs per padded series (default 120)"

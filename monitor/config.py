@@ -63,6 +63,11 @@ class ModelsConfig(_Section):
     trend_version: int | None = Field(
         None, ge=1, description="Pin the trend model version (None = newest served)."
     )
+    delineation_version: int | None = Field(
+        None, ge=1,
+        description="Pin the ADA delineation U-Net (ada_delineator) version (None = newest "
+        "served).",
+    )
     timeout_s: float = Field(30.0, gt=0, le=600, description="Deadline per request, seconds.")
     max_retries: int = Field(4, ge=0, le=20, description="Retries on UNAVAILABLE / 429 / 503.")
     max_batch: int = Field(
@@ -354,6 +359,58 @@ class HotspotsConfig(_Section):
     )
 
 
+class DelineationConfig(_Section):
+    """The U-Net that outlines anomalous deformation areas on the hot spot map (+ terrain)."""
+
+    enabled: bool = Field(
+        True,
+        description="Run the ada_delineator model after every hot spot computation that "
+        "produced a density surface (needs hotspots.enabled and the model deployed: in "
+        "models.model_base for inprocess, in TF-Serving for grpc / rest).",
+    )
+    dem_path: Path | None = Field(
+        None,
+        description="DEM GeoTIFF (elevation in metres, any CRS) of the monitored area: its "
+        "terrain aspect (and slope with use_slope) goes into the U-Net beside the hot spot "
+        "map. Must exist. None = the U-Net sees the hot spot map alone (said in the log and "
+        "in hotspot.v1 delineation.terrain 'none').",
+    )
+    use_slope: bool = Field(
+        False, description="Also give the U-Net terrain slope (needs dem_path)."
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1,
+        description="A cell belongs to an area where the U-Net's probability is >= this.",
+    )
+    overlap: int = Field(
+        32, ge=0, le=128,
+        description="Cells shared by neighbouring 256x256 tiles of the hot spot map "
+        "(predictions are blended across them).",
+    )
+    min_area_m2: float = Field(
+        20000.0, ge=0, description="Delineated areas smaller than this are dropped, m2."
+    )
+
+    @field_validator("dem_path")
+    @classmethod
+    def _dem_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(
+                f"DEM {value} does not exist or is not a file: point delineation.dem_path at "
+                "a GeoTIFF of the monitored area, or remove the key to delineate from the hot "
+                "spot map alone"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _slope_needs_dem(self) -> DelineationConfig:
+        if self.use_slope and self.dem_path is None:
+            raise ValueError(
+                "use_slope needs a DEM: set delineation.dem_path, or use_slope: false"
+            )
+        return self
+
+
 class DatabaseConfig(_Section):
     """The alert store (history, subscriptions, deliveries, silences) through SQLAlchemy."""
 
@@ -492,6 +549,7 @@ class MonitorConfig(_Section):
     topics: TopicsConfig = TopicsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     hotspots: HotspotsConfig = HotspotsConfig()
+    delineation: DelineationConfig = DelineationConfig()
     storage: StorageConfig = StorageConfig()
     alerts: AlertsConfig = AlertsConfig()
     database: DatabaseConfig = DatabaseConfig()

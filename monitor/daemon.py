@@ -123,17 +123,46 @@ class Daemon:
         signal.signal(signal.SIGINT, handler)
 
     # -- running ---------------------------------------------------------------------
+    def _endpoints(self) -> list[Any]:
+        """The model endpoints this daemon uses (the delineation U-Net's when enabled)."""
+        endpoints = [self.ctx.unrest, self.ctx.trend]
+        if self.ctx.delineation is not None:
+            endpoints.append(self.ctx.delineation.endpoint)
+        return endpoints
+
+    def _check_delineation(self) -> None:
+        """A DEM that cannot be read is a configuration error; no DEM is said in the log."""
+        from monitor.config import ConfigError
+        from pipelines.delineation_stage import check_dem
+        from pipelines.hotspots.terrain import TerrainError
+
+        settings = self.ctx.delineation
+        if settings is None:
+            return
+        if settings.dem_path is None:
+            log.warning(
+                "ADA delineation runs on the hot spot map alone: no delineation.dem_path, so "
+                "the U-Net gets no terrain aspect (hotspot.v1 says terrain: none)"
+            )
+            return
+        try:
+            check_dem(settings.dem_path)
+        except TerrainError as e:
+            raise ConfigError(f"invalid configuration: delineation.dem_path: {e}") from e
+        log.info("ADA delineation uses " + settings.terrain_description())
+
     def prepare(self) -> None:
-        """Serve metrics, load and check both models, reconcile the ledger, start alerts."""
+        """Serve metrics, load and check the models, reconcile the ledger, start alerts."""
         from monitor import metrics
         from pipelines import observe
         from pipelines.ledger import EmittedLedger
 
         self.config.storage.state_dir.mkdir(parents=True, exist_ok=True)
+        self._check_delineation()
         self._start_health()
         observe.set_inference_recorder(metrics.record_inference)
         observe.set_circuit_recorder(metrics.record_circuit_state)
-        for endpoint in (self.ctx.unrest, self.ctx.trend):
+        for endpoint in self._endpoints():
             loaded = endpoint.load()
             metrics.record_model(loaded.name, loaded.version, endpoint.backend)
             log.info(
@@ -202,7 +231,7 @@ class Daemon:
         def models() -> str | None:
             from pipelines.model_endpoint import is_loaded
 
-            missing = [e.model_name for e in (self.ctx.unrest, self.ctx.trend) if not is_loaded(e)]
+            missing = [e.model_name for e in self._endpoints() if not is_loaded(e)]
             return f"models not loaded yet: {', '.join(missing)}" if missing else None
 
         def store() -> str | None:
@@ -331,6 +360,7 @@ class Daemon:
     def _run_streaming(self) -> None:
         from pipelines.streaming import build_streaming_pipeline, streaming_options
 
+        self._check_delineation()  # the DEM must be readable where the job is submitted too
         p = self.config.pipeline
         options = streaming_options(p.runner, dict(p.runner_options))
         pipeline = build_streaming_pipeline(

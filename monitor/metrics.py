@@ -113,6 +113,12 @@ ACTIVE_DEFORMATION_AREAS = Gauge(
     "insar_active_deformation_areas", "ADAs currently active in each PS dataset, by sign.",
     ["dataset", "sign"], registry=REGISTRY,
 )
+DELINEATED_AREAS = Gauge(
+    "insar_delineated_areas",
+    "Areas the delineation U-Net outlined in each PS dataset's last hot spot map, by sign "
+    "(not gone).",
+    ["dataset", "sign"], registry=REGISTRY,
+)
 
 # --------------------------------------------------------------------------- inference
 INFERENCE_SECONDS = Histogram(
@@ -170,7 +176,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "insar_ps_series_classified_total", "insar_ps_class_changes_total", "insar_ps_points",
     "insar_pass_duration_seconds", "insar_passes_total", "insar_last_pass_timestamp_seconds",
     "insar_consumer_lag_messages", "insar_publish_to_detection_seconds",
-    "insar_active_deformation_areas", "insar_inference_seconds",
+    "insar_active_deformation_areas", "insar_delineated_areas", "insar_inference_seconds",
     "insar_inference_requests_total", "insar_model_info",
     "insar_inference_circuit_state", "insar_inference_circuit_opens_total",
     "insar_alert_revisions_total",
@@ -255,6 +261,13 @@ def record_output(message: Mapping[str, Any]) -> None:
                 counts[area["sign"]] += 1
         for sign, n in counts.items():
             ACTIVE_DEFORMATION_AREAS.labels(message.get("dataset_id", ""), sign).set(n)
+        if "delineated_areas" in message:  # absent: the U-Net did not run this time
+            delineated = {"hot": 0, "cold": 0}
+            for area in message["delineated_areas"]:
+                if area.get("status") != "gone" and area.get("sign") in delineated:
+                    delineated[area["sign"]] += 1
+            for sign, n in delineated.items():
+                DELINEATED_AREAS.labels(message.get("dataset_id", ""), sign).set(n)
 
 
 def record_alert_revisions(

@@ -52,6 +52,12 @@ def _hotspot_params(config: Any) -> Any:
     return HotspotParams.from_config(section) if section.enabled else None
 
 
+def _delineation_settings(config: Any) -> Any:
+    from pipelines.delineation_stage import pipeline_settings
+
+    return pipeline_settings(config)
+
+
 @dataclass(frozen=True)
 class PipelineContext:
     """Settings shared by every stage of one pipeline."""
@@ -78,6 +84,8 @@ class PipelineContext:
     quicklooks: bool
     hotspot_topic: str = "insar.hotspots"
     hotspots: Any = None  # pipelines.hotspots.engine.HotspotParams, None = hot spots off
+    # pipelines.delineation_stage.DelineationSettings, None = no ADA delineation U-Net
+    delineation: Any = None
     # Input limits of the products section (docs/bad-input.md); defaults = the config's.
     allowed_uri_schemes: tuple[str, ...] = ("file", "http", "https", "s3")
     allowed_roots: tuple[str, ...] = ()
@@ -132,6 +140,7 @@ class PipelineContext:
             quicklooks=s.quicklooks,
             hotspot_topic=t.hotspots,
             hotspots=_hotspot_params(config),
+            delineation=_delineation_settings(config),
             allowed_uri_schemes=tuple(config.products.allowed_uri_schemes),
             allowed_roots=tuple(str(r) for r in config.products.allowed_roots),
             max_raster_bytes=config.products.max_raster_bytes,

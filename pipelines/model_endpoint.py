@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from serving.signatures import UNREST_MODEL_NAME
+from serving.signatures import DELINEATION_MODEL_NAME, TREND_MODEL_NAME, UNREST_MODEL_NAME
 
 _CLIENTS_LOCK = threading.Lock()
 
@@ -59,13 +59,18 @@ class ModelEndpoint:
         ``max_batch`` overrides the rows per request chosen for the pipeline.
         """
         m = config.models
-        version = m.unrest_version if model_name == UNREST_MODEL_NAME else m.trend_version
+        version = {
+            UNREST_MODEL_NAME: m.unrest_version,
+            TREND_MODEL_NAME: m.trend_version,
+            DELINEATION_MODEL_NAME: m.delineation_version,
+        }.get(model_name)
         if max_batch is None:
             # Trend series are tiny (a few hundred floats): requests of 64 rows, right for
-            # 224x224 tiles, would leave the model idle between calls.
-            max_batch = m.max_batch if model_name == UNREST_MODEL_NAME else max(
-                m.max_batch, config.pipeline.trend_batch_size
-            )
+            # 224x224 tiles, would leave the model idle between calls. Image models (tiles,
+            # 256x256 hot spot map tiles) keep models.max_batch.
+            max_batch = max(m.max_batch, config.pipeline.trend_batch_size) if (
+                model_name == TREND_MODEL_NAME
+            ) else m.max_batch
         return cls(
             backend=m.backend,
             model_name=model_name,
@@ -165,6 +170,36 @@ class ModelEndpoint:
                 loaded = LoadedModel(client, self.model_name, int(metadata["version"]))
                 _CLIENTS[self] = loaded
             return loaded
+
+
+def observed_predict(
+    endpoint: ModelEndpoint, client: Any, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """``client.predict(inputs)``, timed and reported through :func:`pipelines.observe.inference`.
+
+    A request refused by an open circuit never reached the server: it is not counted as a
+    request (the circuit metrics count it). Every error propagates, so that the pass fails
+    and the daemon retries it later with nothing committed.
+    """
+    import time
+
+    from pipelines import observe
+    from serving.clients.circuit import CircuitOpenError
+
+    start = time.perf_counter()
+    ok = refused = False
+    try:
+        outputs = client.predict(inputs)
+        ok = True
+        return outputs
+    except CircuitOpenError:
+        refused = True
+        raise
+    finally:
+        if not refused:
+            observe.inference(
+                endpoint.model_name, endpoint.backend, time.perf_counter() - start, ok
+            )
 
 
 def is_loaded(endpoint: ModelEndpoint) -> bool:

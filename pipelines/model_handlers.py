@@ -9,7 +9,6 @@ the embedded default), and the handlers here adapt it to Beam's ``ModelHandler``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,7 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipelines import observe
-from pipelines.model_endpoint import LoadedModel, ModelEndpoint
+from pipelines.model_endpoint import LoadedModel, ModelEndpoint, observed_predict
 
 
 class _ClientModelHandler(ModelHandler[Any, PredictionResult, Any]):
@@ -43,27 +41,10 @@ class _ClientModelHandler(ModelHandler[Any, PredictionResult, Any]):
         return f"insar_monitor.{self._endpoint.model_name}"
 
     def _predict(self, model: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        # Timed here, per request, for the inference latency histogram and error counter.
-        # A request refused by an open circuit never reached the server: it is not a
-        # request (the circuit metrics count it), and it fails the pass so that the daemon
-        # retries the pass later with nothing committed.
-        from serving.clients.circuit import CircuitOpenError
-
-        start = time.perf_counter()
-        ok = refused = False
-        try:
-            outputs = model.client.predict(inputs)
-            ok = True
-            return outputs
-        except CircuitOpenError:
-            refused = True
-            raise
-        finally:
-            if not refused:
-                observe.inference(
-                    self._endpoint.model_name, self._endpoint.backend,
-                    time.perf_counter() - start, ok,
-                )
+        # Timed per request for the inference latency histogram and error counter; a
+        # request refused by an open circuit fails the pass, which the daemon retries
+        # later with nothing committed (see observed_predict).
+        return observed_predict(self._endpoint, model.client, inputs)
 
 
 class UnrestModelHandler(_ClientModelHandler):

@@ -497,11 +497,20 @@ class ClassifyPSUpdates(beam.PTransform):
 
 
 class _HotspotFn(beam.DoFn):
-    """Per dataset: recompute hot spots and ADAs for the store tiles this pass touched."""
+    """Per dataset: recompute hot spots and ADAs for the store tiles this pass touched.
+
+    With ``ctx.delineation`` the delineation U-Net outlines areas on the density surface
+    too, through the served ``ada_delineator`` (:mod:`pipelines.delineation_stage`). When
+    that model cannot be reached the error fails the pass like any inference stage's: the
+    dataset's state is not written, nothing is committed, and the daemon retries later.
+    """
 
     def __init__(self, ctx: PipelineContext) -> None:
         self.ctx = ctx
         self.computed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "hotspot_computations")
+        self.delineated = beam.metrics.Metrics.counter(
+            METRICS_NAMESPACE, "hotspot_delineations"
+        )
 
     def setup(self) -> None:
         from pipelines.hotspots.engine import HotspotStateStore
@@ -509,6 +518,12 @@ class _HotspotFn(beam.DoFn):
 
         self.store = PSStore(self.ctx.ps_store)
         self.states = HotspotStateStore(self.ctx.ps_store)
+        self.delineator = None
+        if self.ctx.delineation is not None:
+            from pipelines.delineation_stage import Delineator
+
+            # Loads the model on its first call, through the endpoint's cached client.
+            self.delineator = Delineator(self.ctx.delineation)
 
     def process(self, element):
         from pipelines.hotspots.engine import compute_hotspots, write_products
@@ -519,8 +534,10 @@ class _HotspotFn(beam.DoFn):
         tiles = sorted({t["tile_id"] for t in triggers})
         state = self.states.read(dataset_id)
         result, new_state = compute_hotspots(
-            state, self.store, tiles, triggers, self.ctx.hotspots
+            state, self.store, tiles, triggers, self.ctx.hotspots, delineator=self.delineator
         )
+        if result.delineation is not None:
+            self.delineated.inc()
         root = self.ctx.archive_path()
         if root is not None:
             directory = root / "hotspots" / _safe_name(result.payload["hotspot_id"])

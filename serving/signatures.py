@@ -76,6 +76,9 @@ TREND_SIGNATURE = ModelSignature(
 
 # --- U-Net delineation of anomalous deformation areas on hot spot maps -------------------
 DELINEATION_TILE = 256
+# Cell size of the hot spot grids the served model was trained on (hotspots.kde_cell_m's
+# default): shapes and kernel widths are learnt in cells, so other sizes are out of range.
+DELINEATION_CELL_M = 50.0
 DELINEATION_MODEL_NAME = "ada_delineator"
 DELINEATION_SIGNATURE = ModelSignature(
     model_name=DELINEATION_MODEL_NAME,

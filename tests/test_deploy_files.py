@@ -657,3 +657,19 @@ def test_tfserving_models_config_serves_exactly_the_committed_models():
         assert base_path == f"/models/{name}"
         versions = [v for v in (REPO / "serving" / "models" / name).iterdir() if v.name.isdigit()]
         assert all((v / "saved_model.pb").is_file() for v in versions)
+    # Every model of the contract is served, the delineation U-Net included.
+    from serving.signatures import SIGNATURES
+
+    assert set(SIGNATURES) == set(configured)
+    assert "ada_delineator" in configured
+
+
+def test_every_served_model_is_health_checked_and_shipped_in_the_images():
+    from serving.signatures import SIGNATURES
+
+    compose_text = COMPOSE_FILE.read_text()
+    (loop,) = re.findall(r"for m in ([\w ]+); do", compose_text)
+    assert set(loop.split()) == set(SIGNATURES)
+    dockerfile = DOCKERFILE.read_text()
+    for name in SIGNATURES:
+        assert dockerfile.count(f"models/{name}") >= 2, f"{name} not copied into both images"

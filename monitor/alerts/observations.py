@@ -284,8 +284,32 @@ def _observe_hotspots(
     if rule.datasets and msg["dataset_id"] not in rule.datasets:
         return []
     t = date.fromisoformat(msg["window"]["end"])
+    # Clustered ids are ada-..., delineated ids dada-...: the place keys never collide.
+    sources = {
+        "clustered": [("ada", "ADA", msg["areas"])],
+        "delineated": [("delineated_ada", "delineated ADA", msg.get("delineated_areas", []))],
+    }
+    chosen = sources["clustered"] + sources["delineated"] if rule.areas == "both" else (
+        sources[rule.areas]
+    )
     out = []
-    for ada in msg["areas"]:
+    for scope, what, adas in chosen:
+        out.extend(_observe_adas(rule, msg, adas, scope, what, t, open_places))
+    return out
+
+
+def _observe_adas(
+    rule: HotspotRule,
+    msg: Mapping[str, Any],
+    adas: list[Mapping[str, Any]],
+    scope: str,
+    what: str,
+    t: date,
+    open_places: Mapping[str, Mapping[str, Any]],
+) -> list[Observation]:
+    """Observations of one list of areas (``areas`` or ``delineated_areas``)."""
+    out = []
+    for ada in adas:
         if ada["sign"] not in rule.signs:
             continue
         key = safe_key(f"ada:{msg['dataset_id']}/{ada['id']}")
@@ -297,11 +321,11 @@ def _observe_hotspots(
         if not qualifies and key not in open_places:
             continue  # no state to update: an ADA too small to watch stays out of the store
         value = float(ada[rule.metric]) if qualifies else 0.0
-        name = f"ADA {ada['id']} ({ada['sign']}) in {msg['dataset_id']}"
+        name = f"{what} {ada['id']} ({ada['sign']}) in {msg['dataset_id']}"
         out.append(
             Observation(
                 rule.name, key, name, f"{msg['hotspot_id']}/{ada['id']}", t, value,
-                {"scope": "ada", "dataset_id": msg["dataset_id"], "ada_id": ada["id"],
+                {"scope": scope, "dataset_id": msg["dataset_id"], "ada_id": ada["id"],
                  "sign": ada["sign"]},
                 geometry_area(ada["geometry"], name) if ada["status"] != "gone" else None,
                 {

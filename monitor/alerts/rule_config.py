@@ -14,7 +14,9 @@ Three kinds of rule turn detections and hot spots into alerts:
     the number of such points per store tile, or inside the rule's area.
 ``hotspot``
     Active deformation areas (``hotspot.v1``): a new ADA whose velocity (or area, points)
-    reaches a level, and an update when it grows by ``area_growth_ratio``.
+    reaches a level, and an update when it grows by ``area_growth_ratio``. ``areas``
+    picks the clustered areas (``areas``, ids ``ada-...``), the ones the delineation U-Net
+    outlined (``delineated_areas``, ids ``dada-...``) or both.
 
 Every rule has ``levels`` (severity with a raise threshold and a lower clear threshold:
 hysteresis), ``clear_after`` (consecutive observations below the clear threshold before
@@ -214,6 +216,13 @@ class HotspotRule(_RuleBase):
     kind: Literal["hotspot"]
     datasets: list[str] = Field([], description="Datasets watched (empty: all).")
     signs: list[Literal["hot", "cold"]] = Field(["hot", "cold"], min_length=1)
+    areas: Literal["clustered", "delineated", "both"] = Field(
+        "clustered",
+        description="Which areas of hotspot.v1 are watched: clustered (areas: significant "
+        "points clustered, ids ada-...), delineated (delineated_areas: outlined by the "
+        "delineation U-Net, ids dada-...; place label scope=delineated_ada) or both (each "
+        "area its own place).",
+    )
     metric: Literal[
         "mean_abs_velocity_mm_yr", "max_abs_velocity_mm_yr", "area_m2", "n_points"
     ] = "mean_abs_velocity_mm_yr"

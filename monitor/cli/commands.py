@@ -95,6 +95,11 @@ def train(args: argparse.Namespace, config: MonitorConfig) -> int:
             args.out, version=args.version, architecture=args.architecture,
             **_given(args, "seed", "n_train", "epochs"),
         )
+    elif args.model == "delineation":
+        from serving.training.delineation import train as train_delineation
+
+        out = train_delineation(args.out, version=args.version,
+                                **_given(args, "seed", "n_train", "epochs", "patience"))
     else:
         from serving.training.unrest import train as train_unrest
 
@@ -104,6 +109,14 @@ def train(args: argparse.Namespace, config: MonitorConfig) -> int:
     return 0
 
 
+_MODEL_NAMES = {
+    "trend": "ps_trend_classifier",
+    "unrest": "unrest_detector",
+    "delineation": "ada_delineator",
+}
+"""CLI model choice -> served model name (serving.signatures)."""
+
+
 def _newest_version(model_base: Path, model_name: str) -> Path:
     from serving.clients.inprocess import resolve_version
 
@@ -111,9 +124,7 @@ def _newest_version(model_base: Path, model_name: str) -> Path:
 
 
 def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:
-    from serving.signatures import TREND_MODEL_NAME, UNREST_MODEL_NAME
-
-    name = TREND_MODEL_NAME if args.model == "trend" else UNREST_MODEL_NAME
+    name = _MODEL_NAMES[args.model]
     model_dir = args.model_dir or _newest_version(config.models.model_base, name)
     if model_dir.is_absolute() and model_dir.is_relative_to(Path.cwd()):
         model_dir = model_dir.relative_to(Path.cwd())  # reports name repo paths, not machines
@@ -123,6 +134,10 @@ def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:
 
         report = evaluate_trend(model_dir, args.report_dir,
                                 baseline_model_dir=args.baseline_model_dir, **extra)
+    elif args.model == "delineation":
+        from serving.evaluation.delineation import evaluate as evaluate_delineation
+
+        report = evaluate_delineation(model_dir, args.report_dir, **extra)
     else:
         from serving.evaluation.unrest import evaluate as evaluate_unrest
 
@@ -135,12 +150,10 @@ def evaluate(args: argparse.Namespace, config: MonitorConfig) -> int:
 
 def model_card(args: argparse.Namespace, config: MonitorConfig) -> int:
     from serving import model_card as cards
-    from serving.signatures import TREND_MODEL_NAME, UNREST_MODEL_NAME
 
-    name, text = (
-        (TREND_MODEL_NAME, cards.TREND_CARD) if args.model == "trend"
-        else (UNREST_MODEL_NAME, cards.UNREST_CARD)
-    )
+    name = _MODEL_NAMES[args.model]
+    text = {"trend": cards.TREND_CARD, "unrest": cards.UNREST_CARD,
+            "delineation": cards.DELINEATION_CARD}[args.model]
     model_dir = args.model_dir or _newest_version(config.models.model_base, name)
     out = cards.write_model_card(
         name, model_dir, args.report_dir / f"{args.model}_report.json", text,
@@ -151,6 +164,9 @@ def model_card(args: argparse.Namespace, config: MonitorConfig) -> int:
 
 
 def _summary(report: dict) -> dict:
+    if "methods" in report:  # delineation: cell F1 and IoU of every method compared
+        return {name: {k: row["cells"][k] for k in ("precision", "recall", "f1", "iou")}
+                for name, row in report["methods"].items()}
     keys = ("overall_accuracy", "accuracy", "roc_auc", "macro_f1", "targets_met")
     found: dict = {}
 
@@ -267,12 +283,23 @@ def hotspots(args: argparse.Namespace, config: MonitorConfig) -> int:
     from monitor.hotspot_command import run_hotspots
     from pipelines.hotspots.engine import HotspotParams
     from pipelines.raster_io import ProductError
+    from serving.clients import InferenceError
 
+    delineation = None
+    if args.delineate:
+        from pipelines.delineation_stage import DelineationSettings
+
+        delineation = DelineationSettings.from_config(config, dem_path=args.dem)
     try:
-        summary = run_hotspots(args.input, args.out, HotspotParams.from_config(config.hotspots))
+        summary = run_hotspots(
+            args.input, args.out, HotspotParams.from_config(config.hotspots),
+            delineation=delineation,
+        )
     except (ProductError, ValueError) as e:
         reason = getattr(e, "reason", "invalid_input")
         return _fail(f"{e} [{reason}]")
+    except InferenceError as e:
+        return _fail(f"the delineation model could not run: {e}")
     print(json.dumps(summary))
     return 0
 

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "version.",
         formatter_class=fmt,
     )
-    p.add_argument("model", choices=["trend", "unrest"])
+    p.add_argument("model", choices=["trend", "unrest", "delineation"])
     p.add_argument("--out", type=Path, default=Path("serving/models"), help="model base dir")
     p.add_argument("--version", type=int, default=1)
     p.add_argument(
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with the papers' published numbers side by side.",
         formatter_class=fmt,
     )
-    p.add_argument("model", choices=["trend", "unrest"])
+    p.add_argument("model", choices=["trend", "unrest", "delineation"])
     p.add_argument("--model-dir", type=Path, help="SavedModel version dir (default: newest)")
     p.add_argument("--report-dir", type=Path, default=Path("docs/models"))
     p.add_argument(
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduction commands, metrics and the directory's sha256.",
         formatter_class=fmt,
     )
-    p.add_argument("model", choices=["trend", "unrest"])
+    p.add_argument("model", choices=["trend", "unrest", "delineation"])
     p.add_argument("--model-dir", type=Path, help="SavedModel version dir (default: newest)")
     p.add_argument("--report-dir", type=Path, default=Path("docs/models"))
     _add_config(p)
@@ -262,10 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
         "columns) or a NetCDF velocity grid. Points are projected to the UTM zone of the data "
         "(or hotspots.crs) before distances are taken.\n\nWrites to --out: points.csv "
         "(velocity, z, p, hotspot_class -3..3), areas.geojson, kde.nc, kde.tif, map.png, "
-        "summary.json.",
-        epilog="examples:\n"
+        "summary.json.\n\n--delineate also runs the ADA delineation U-Net (model "
+        "ada_delineator, after the hot spot paper) on the density surface in 256x256 tiles: "
+        "in-process from models.model_base (--model-dir), or on TF-Serving when models.backend "
+        "(--backend) is grpc or rest. What it looks at: with a DEM (--dem, else "
+        "delineation.dem_path) the hot spot map + terrain aspect (+ slope with "
+        "delineation.use_slope); without one the hot spot map alone. The summary says which "
+        "(delineation.used, .inputs, .note). It adds delineated_areas.geojson (ids dada-..., "
+        "dashed on map.png) and ada_probability.tif (per-cell probability, GeoTIFF).",
+        epilog="config keys (insar-monitor config schema):\n"
+        "  hotspots.*               the Gi* method (distance_m, alpha, fdr, ...)\n"
+        "  delineation.threshold    U-Net probability from which a cell is in an area (0.5)\n"
+        "  delineation.overlap      cells shared by neighbouring 256x256 tiles (32)\n"
+        "  delineation.min_area_m2  smaller delineated areas are dropped (20000)\n"
+        "  delineation.dem_path     DEM GeoTIFF for terrain aspect (none)\n"
+        "  delineation.use_slope    also give the U-Net slope (false)\n"
+        "  models.backend, models.model_base, models.grpc_target, models.rest_url\n\n"
+        "examples:\n"
         "  insar-monitor hotspots egms_l2b_tile.csv --out build/hotspots\n"
-        "  insar-monitor hotspots velocity_grid.nc --distance 300 --no-fdr --out out/",
+        "  insar-monitor hotspots velocity_grid.nc --distance 300 --no-fdr --out out/\n"
+        "  insar-monitor hotspots egms_l2b_tile.csv --delineate --out out/      # map alone\n"
+        "  insar-monitor hotspots egms_l2b_tile.csv --delineate --dem dem.tif --out out/\n\n"
+        "references:\n"
+        "  the hot spot map and its U-Net delineation (hot spot map + aspect) follow\n"
+        "    the hot spot paper of docs/hotspots.md\n"
+        "  Ronneberger et al. (2015), U-Net, MICCAI 2015, doi:10.1007/978-3-319-24574-4_28",
         formatter_class=fmt,
     )
     p.add_argument("input", type=Path, help="EGMS-style CSV or NetCDF velocity grid")
@@ -275,6 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fdr", action="store_true", help="judge raw p-values, not FDR")
     p.add_argument("--stability-threshold", type=float,
                    help="|velocity| in mm/yr below which ground is stable (default 10)")
+    p.add_argument(
+        "--delineate", action="store_true",
+        help="also outline anomalous deformation areas with the U-Net (ada_delineator) on the "
+        "hot spot map (+ terrain aspect with a DEM); writes delineated_areas.geojson and "
+        "ada_probability.tif",
+    )
+    p.add_argument(
+        "--dem", type=Path, metavar="PATH",
+        help="DEM GeoTIFF (metres, any CRS) whose terrain aspect the U-Net uses; overrides "
+        "delineation.dem_path (needs --delineate). Without any DEM the U-Net sees the hot "
+        "spot map alone",
+    )
+    _add_model_dir(p)
     _add_config(p)
 
     p = sub.add_parser(
@@ -349,6 +383,12 @@ def _config_from(args: argparse.Namespace) -> MonitorConfig:
     if scoring and args.model_dir is not None:
         config.models.model_base = args.model_dir
     if args.command == "hotspots":
+        if args.model_dir is not None:
+            config.models.model_base = args.model_dir
+        if args.dem is not None and not args.delineate:
+            raise ConfigError("--dem needs --delineate (the DEM only feeds the U-Net)")
+        if args.dem is not None and not args.dem.is_file():
+            raise ConfigError(f"--dem {args.dem}: no such file (give a DEM GeoTIFF)")
         h = config.hotspots
         if args.distance is not None:
             h.distance_m = args.distance
@@ -377,7 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(args.log_level)
     no_tensorflow = ("config", "generate", "hotspots", "alerts", "api")
-    if args.command not in no_tensorflow and args.log_level.upper() != "DEBUG":
+    needs_tensorflow = args.command not in no_tensorflow or getattr(args, "delineate", False)
+    if needs_tensorflow and args.log_level.upper() != "DEBUG":
         import_tensorflow_quietly()
     try:
         config = _config_from(args)

@@ -13,12 +13,16 @@ What one computation does, for the dataset's points:
 3. Benjamini-Hochberg FDR over all p-values, ArcGIS-style confidence bins;
 4. active deformation areas (hot and cold separately, above the stability threshold),
    tracked against the previous computation's areas (stable ids);
-5. the z-weighted quartic kernel density surface.
+5. the z-weighted quartic kernel density surface;
+6. optionally (a ``delineator``, see :mod:`pipelines.delineation_stage`), the areas the
+   delineation U-Net outlines on that surface, tracked apart from the clustered ones with
+   ids ``dada-...``.
 
 The per-dataset state (points table, tracked areas, the statistics of the last whole
 computation) lives next to the PS store. It remembers which computation produced it and the
-areas before it, so replaying the same triggering updates after a crash reproduces the
-same area statuses ("new" stays "new") instead of comparing the areas with themselves.
+areas before it (clustered and delineated), so replaying the same triggering updates after a
+crash reproduces the same area statuses ("new" stays "new") instead of comparing the areas
+with themselves.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,15 @@ import pandas as pd
 from serving.signatures import TREND_CLASSES
 
 STATE_FORMAT = 1
+
+DELINEATED_ID_PREFIX = "dada"
+"""Id prefix of delineated areas: ``dada-<window end>-<k>``, never equal to a clustered
+``ada-...`` id, so alert places and products keep the two apart."""
+
+Delineator = Callable[..., tuple[Any, dict[str, Any]]]
+"""``delineator(kde, *, xy, velocity, trend_class, pid) -> (Delineation, payload block)``:
+runs the delineation U-Net on one density surface (:class:`pipelines.delineation_stage.
+Delineator`). Any error propagates: the computation fails and nothing is stored."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,18 @@ class DatasetState:
     tracked: list[Any] = field(default_factory=list)  # TrackedArea of the last computation
     last_hotspot_id: str | None = None
     tracked_before_last: list[Any] = field(default_factory=list)
+    # Delineated areas (U-Net), tracked like ``tracked`` / ``tracked_before_last``.
+    delineated: list[Any] = field(default_factory=list)
+    delineated_before_last: list[Any] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # States pickled before a field existed load with that field's default.
+        for f in fields(self):
+            if f.name not in state:
+                state[f.name] = f.default_factory() if f.default_factory is not MISSING else (
+                    f.default
+                )
+        self.__dict__.update(state)
 
 
 def hotspot_id(dataset_id: str, triggers: Sequence[dict[str, Any]]) -> str:
@@ -128,6 +153,8 @@ class HotspotResult:
     tracked: list[Any]
     kde: Any  # xarray.DataArray or None
     crs: str
+    delineation: Any = None  # pipelines.hotspots.delineation.Delineation, when it ran
+    delineated: list[Any] = field(default_factory=list)  # its TrackedArea (gone included)
 
 
 def _refresh_points(
@@ -189,10 +216,14 @@ def compute_hotspots(
     touched_tiles: Sequence[str],
     triggers: Sequence[dict[str, Any]],
     params: HotspotParams,
+    *,
+    delineator: Delineator | None = None,
 ) -> tuple[HotspotResult, DatasetState]:
     """Recompute the dataset's hot spots after ``touched_tiles`` were updated.
 
-    Returns the result and the state to store *after* its outputs are durable.
+    With ``delineator``, the U-Net's areas of the density surface are tracked too and the
+    payload gets ``delineated_areas`` and ``delineation``. Returns the result and the state
+    to store *after* its outputs are durable.
     """
     from pipelines.hotspots.gistar import GlobalStats
     from pipelines.hotspots.gistar import gi_star as whole_gi_star
@@ -201,9 +232,9 @@ def compute_hotspots(
 
     this_id = hotspot_id(state.dataset_id, triggers)
     # A replay of the computation that produced the stored state starts from what it saw.
-    previous_tracked = (
-        state.tracked_before_last if state.last_hotspot_id == this_id else state.tracked
-    )
+    replay = state.last_hotspot_id == this_id
+    previous_tracked = state.tracked_before_last if replay else state.tracked
+    previous_delineated = state.delineated_before_last if replay else state.delineated
     points, window_end = _refresh_points(state, store, touched_tiles, params)
     valid = np.isfinite(points["velocity_mm_yr"].to_numpy()) if len(points) else np.zeros(0, bool)
     usable = points[valid].reset_index(drop=True)
@@ -263,6 +294,9 @@ def compute_hotspots(
         xy, values, z, bins, usable, params, crs, previous_tracked, window_end or "none"
     )
     tracked = list(tracking.active) + list(tracking.gone)
+    delineated = _delineate(
+        delineator, kde, xy, values, usable, previous_delineated, window_end or "none"
+    )
 
     window_start = (
         str(np.datetime64(window_end, "D") - np.timedelta64(params.window_days, "D"))
@@ -296,6 +330,9 @@ def compute_hotspots(
         },
         "areas": _areas_payload(tracked, crs),
     }
+    if delineated is not None:
+        payload["delineated_areas"] = _areas_payload(delineated.tracked, crs)
+        payload["delineation"] = delineated.info
     new_state = replace(
         state,
         crs=crs,
@@ -305,8 +342,55 @@ def compute_hotspots(
         tracked=list(tracking.active),
         last_hotspot_id=this_id,
         tracked_before_last=list(previous_tracked),
+        # Without a delineation this time, the areas of the last one stay the reference.
+        delineated=list(delineated.active) if delineated else list(previous_delineated),
+        delineated_before_last=list(previous_delineated),
     )
-    return HotspotResult(payload, points, tracked, kde, crs or ""), new_state
+    result = HotspotResult(
+        payload, points, tracked, kde, crs or "",
+        delineation=delineated.delineation if delineated else None,
+        delineated=delineated.tracked if delineated else [],
+    )
+    return result, new_state
+
+
+@dataclass(frozen=True)
+class _Delineated:
+    """The delineation of one computation, its areas tracked."""
+
+    delineation: Any
+    info: dict[str, Any]
+    active: list[Any]
+    tracked: list[Any]  # active, then gone
+
+
+def _delineate(
+    delineator: Delineator | None,
+    kde: Any,
+    xy: np.ndarray,
+    values: np.ndarray,
+    usable: pd.DataFrame,
+    previous: Sequence[Any],
+    window_end: str,
+) -> _Delineated | None:
+    """Run ``delineator`` on the density surface and track its areas against ``previous``
+    (None without a delineator or a surface with a finite cell)."""
+    from pipelines.hotspots.areas import track_areas
+
+    if delineator is None or kde is None or not np.isfinite(kde.values).any():
+        return None
+    delineation, info = delineator(
+        kde,
+        xy=xy,
+        velocity=values,
+        trend_class=usable["trend_class"].to_numpy(dtype=np.int8),
+        pid=usable["pid"].to_numpy(),
+    )
+    tracking = track_areas(
+        previous, delineation.areas, window_end=window_end, id_prefix=DELINEATED_ID_PREFIX
+    )
+    active = list(tracking.active)
+    return _Delineated(delineation, info, active, active + list(tracking.gone))
 
 
 def _areas_payload(tracked: Sequence[Any], crs: str | None) -> list[dict[str, Any]]:
@@ -363,16 +447,17 @@ def write_products(result: HotspotResult, directory: Path) -> dict[str, str]:
         points["trend"] = [trend_name(int(c)) for c in points["trend_class"].fillna(-1)]
     points.to_csv(directory / "points.csv", index=False)
     out["points_csv"] = (directory / "points.csv").resolve().as_uri()
-    geojson = {
-        "type": "FeatureCollection",
-        "features": [
-            {"type": "Feature", "geometry": a["geometry"],
-             "properties": {k: v for k, v in a.items() if k != "geometry"}}
-            for a in result.payload["areas"]
-        ],
-    }
+    geojson = _feature_collection(result.payload["areas"])
     (directory / "areas.geojson").write_text(json.dumps(geojson))
     out["areas_geojson"] = (directory / "areas.geojson").resolve().as_uri()
+    if result.delineation is not None:
+        delineated = _feature_collection(result.payload.get("delineated_areas", []))
+        (directory / "delineated_areas.geojson").write_text(json.dumps(delineated))
+        out["delineated_areas_geojson"] = (
+            (directory / "delineated_areas.geojson").resolve().as_uri()
+        )
+        write_geotiff(result.delineation.probability, directory / "ada_probability.tif")
+        out["ada_probability_geotiff"] = (directory / "ada_probability.tif").resolve().as_uri()
     if result.kde is not None:
         write_netcdf(result.kde, directory / "kde.nc")
         write_geotiff(result.kde, directory / "kde.tif")
@@ -385,13 +470,30 @@ def write_products(result: HotspotResult, directory: Path) -> dict[str, str]:
     return out
 
 
+def _feature_collection(areas: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Payload area items as a GeoJSON FeatureCollection (lon/lat)."""
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": a["geometry"],
+             "properties": {k: v for k, v in a.items() if k != "geometry"}}
+            for a in areas
+        ],
+    }
+
+
 def analyse_snapshot(
-    points: pd.DataFrame, params: HotspotParams, *, label: str = "snapshot"
+    points: pd.DataFrame,
+    params: HotspotParams,
+    *,
+    label: str = "snapshot",
+    delineator: Delineator | None = None,
 ) -> HotspotResult:
     """Whole-area hot spots of one table of points (no state, no tracking history).
 
     ``points`` has ``pid``, ``longitude``, ``latitude``, ``velocity_mm_yr`` and optionally
-    ``trend_class``. Every area comes out as "new". Used by ``insar-monitor hotspots``.
+    ``trend_class``. Every area comes out as "new". With ``delineator`` the U-Net's areas
+    are added as in :func:`compute_hotspots`. Used by ``insar-monitor hotspots``.
     """
     from pipelines.hotspots.gistar import GlobalStats, gi_star
     from pipelines.hotspots.projection import to_metric
@@ -414,6 +516,7 @@ def analyse_snapshot(
         xy, values, result.z, bins, usable, params, crs, [], label
     )
     tracked = list(tracking.active)
+    delineated = _delineate(delineator, kde, xy, values, usable, [], label)
     table = table.merge(usable[["pid", "z", "p", "hotspot_class"]], on="pid", how="left")
     payload = {
         "hotspot_id": f"hotspots:{label}",
@@ -426,7 +529,14 @@ def analyse_snapshot(
         },
         "areas": _areas_payload(tracked, crs),
     }
-    return HotspotResult(payload, table, tracked, kde, crs)
+    if delineated is not None:
+        payload["delineated_areas"] = _areas_payload(delineated.tracked, crs)
+        payload["delineation"] = delineated.info
+    return HotspotResult(
+        payload, table, tracked, kde, crs,
+        delineation=delineated.delineation if delineated else None,
+        delineated=delineated.tracked if delineated else [],
+    )
 
 
 def _areas_and_density(

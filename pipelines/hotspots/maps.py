@@ -14,7 +14,9 @@ def plot_hotspot_map(result: Any, path: Path, *, title: str | None = None) -> Pa
     Left: the z-weighted kernel density surface (red = clusters of high velocity, blue =
     clusters of low velocity). Right: every point coloured by its Gi* confidence bin
     (hot 90/95/99 %, cold, not significant), with the active deformation areas outlined
-    and labelled with their ids and statuses. Axes are metres in the computation's CRS.
+    and labelled with their ids and statuses: clustered areas solid black, areas the
+    delineation U-Net outlined (``result.delineated``, ids ``dada-...``) dashed purple, on
+    both panels. Axes are metres in the computation's CRS.
     """
     import matplotlib
 
@@ -61,21 +63,14 @@ def plot_hotspot_map(result: Any, path: Path, *, title: str | None = None) -> Pa
         bar.ax.set_yticklabels(
             ["cold 99%", "cold 95%", "cold 90%", "n.s.", "hot 90%", "hot 95%", "hot 99%"]
         )
-    for tracked in result.tracked:
-        polygon = tracked.area.polygon
-        parts = getattr(polygon, "geoms", [polygon])
-        for part in parts:
-            xs, ys = part.exterior.xy
-            ax_pts.plot(xs, ys, color="black", linewidth=1.2)
-        # Labelled just above the outline, on a white box, so the points stay visible.
-        c = polygon.centroid
-        ax_pts.annotate(
-            f"{tracked.id} ({tracked.status})", (c.x, polygon.bounds[3]), fontsize=7,
-            ha="center", va="bottom", xytext=(0, 4), textcoords="offset points",
-            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8,
-                  "linewidth": 0},
-        )
-    ax_pts.set_title("Gi* hot spots (FDR) and active deformation areas")
+    _outline_areas(ax_pts, result.tracked, color="black", linestyle="-", label_above=True)
+    delineated = list(getattr(result, "delineated", []) or [])
+    for ax in axes:
+        _outline_areas(ax, delineated, color="#6a3d9a", linestyle="--", label_above=False)
+    title_pts = "Gi* hot spots (FDR) and active deformation areas"
+    if delineated or getattr(result, "delineation", None) is not None:
+        title_pts += "\n(solid: clustered, dashed: delineated by the U-Net)"
+    ax_pts.set_title(title_pts)
     for ax in axes:
         ax.set_aspect("equal")
         ax.set_xlabel(f"easting (m, {result.crs})")
@@ -87,3 +82,28 @@ def plot_hotspot_map(result: Any, path: Path, *, title: str | None = None) -> Pa
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _outline_areas(
+    ax: Any, tracked_areas: Any, *, color: str, linestyle: str, label_above: bool
+) -> None:
+    """Outline each tracked area on ``ax`` and label it with its id and status.
+
+    Labels go just above (``label_above``) or below the outline, on a white box, so the
+    points stay visible and clustered and delineated labels of one place do not overlap.
+    """
+    for tracked in tracked_areas:
+        polygon = tracked.area.polygon
+        for part in getattr(polygon, "geoms", [polygon]):
+            xs, ys = part.exterior.xy
+            ax.plot(xs, ys, color=color, linewidth=1.2, linestyle=linestyle)
+        c = polygon.centroid
+        y, offset, va = (polygon.bounds[3], 4, "bottom") if label_above else (
+            polygon.bounds[1], -4, "top"
+        )
+        ax.annotate(
+            f"{tracked.id} ({tracked.status})", (c.x, y), fontsize=7, color=color,
+            ha="center", va=va, xytext=(0, offset), textcoords="offset points",
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8,
+                  "linewidth": 0},
+        )
