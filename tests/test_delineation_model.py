@@ -106,3 +106,30 @@ def test_best_density_threshold_separates_a_clean_signal():
     )
     assert 60.0 < threshold < 440.0
     assert f1 > 0.99
+
+
+def test_the_committed_model_outlines_a_bowl_and_stays_quiet_on_stable_ground():
+    """The served SavedModel, through the in-process client, on two fresh scenes."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from serving.clients.inprocess import InProcessInferenceClient
+    from serving.synthetic.ada_scenes import DEFAULT_SCENE_PARAMS, make_scene
+
+    model_dir = Path(__file__).resolve().parents[1] / "serving/models/ada_delineator/1"
+    client = InProcessInferenceClient.from_version_dir(model_dir)
+    one_bowl = replace(DEFAULT_SCENE_PARAMS, landslides=(0, 0), bowls=(1, 1), empty_share=0.0,
+                       bowl_radius_m=(1500.0, 2000.0), bowl_peak_mm_yr=(60.0, 80.0))
+    quiet = replace(DEFAULT_SCENE_PARAMS, empty_share=1.0)
+    scenes = [make_scene(np.random.default_rng([99, 0]), one_bowl),
+              make_scene(np.random.default_rng([99, 1]), quiet)]
+    out = client.predict({
+        "hotspot_density": np.stack([s.density for s in scenes]),
+        "aspect_deg": np.stack([s.aspect_deg for s in scenes]),
+        "slope_deg": np.full((2, 256, 256), np.nan, np.float32),
+    })["probability"]
+    bowl = scenes[0].label.astype(bool)
+    called = out[0] >= 0.5
+    assert bowl.sum() > 300
+    assert (bowl & called).sum() / (bowl | called).sum() > 0.5  # IoU
+    assert (out[1] >= 0.5).mean() < 0.005  # under 0.5 % of stable ground called

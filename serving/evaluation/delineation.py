@@ -183,7 +183,7 @@ def _markdown(rep: dict[str, Any]) -> str:
         f"{rep['n_parameters']:,} parameters). Test set: {rep['n_test']} held-out scenes of "
         f"256 x 256 cells of 50 m (seed {rep['seed']}), {rep['label_share']:.1%} of cells in "
         f"deformation areas; threshold {rep['threshold']}. Baseline threshold on "
-        f"|density| = {rep['density_threshold']:.1f} /km2, chosen on {rep['n_val']} validation "
+        f"abs(density) = {rep['density_threshold']:.1f} per km2, chosen on {rep['n_val']} validation "
         f"scenes (seed {rep['val_seed']}). Reproduce: `insar-monitor evaluate delineation`.",
         "",
         "## Cells (pooled over the test set; per-scene means in the JSON)",
@@ -248,9 +248,10 @@ def plot_examples(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # Scenes with the most labelled cells first: empty scenes make dull examples.
-    order = np.argsort(-data.label.reshape(len(data.label), -1).sum(axis=1))
-    picks = order[np.linspace(0, min(len(order), 40) - 1, n).astype(int)]
+    # Spread over the scenes with the most labelled cells: large bowls first, landslides
+    # further down; empty scenes make dull examples.
+    order = np.argsort(-data.label.reshape(len(data.label), -1).sum(axis=1).astype(np.int64))
+    picks = order[np.linspace(0, min(len(order), 150) - 1, n).astype(int)]
     fig, axes = plt.subplots(n, 4, figsize=(15, 3.8 * n), constrained_layout=True)
     extent = (0, 12.8, 0, 12.8)
     for row, i in zip(np.atleast_2d(axes), picks, strict=False):
@@ -268,7 +269,8 @@ def plot_examples(
         overlay[..., 0] = probs[i] >= THRESHOLD
         overlay[..., 2] = np.abs(data.density[i]) >= density_threshold
         row[3].imshow(overlay, extent=extent)
-        row[3].set_title("truth (green), U-Net (red), threshold (blue)", fontsize=9)
+        row[3].set_title("truth green, U-Net red, threshold blue\n(yellow: truth + U-Net, "
+                         "white: all three)", fontsize=9)
         for ax in row:
             ax.contour(np.flipud(truth), [0.5], colors="lime", linewidths=0.7, extent=extent)
             ax.set_xticks([])
@@ -340,7 +342,7 @@ def evaluate(
                          "areas": area_scores(test, pred)}
     by_threshold = np.abs(test.density) >= density_threshold
     methods["threshold_hotspot_map"] = {
-        "inputs": f"|hot spot map| >= {density_threshold:.1f}",
+        "inputs": f"abs(hot spot map) >= {density_threshold:.1f} per km2",
         "cells": segmentation_scores(truth, by_threshold),
         "areas": area_scores(test, by_threshold),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -194,7 +195,10 @@ def test_model_server_down_fails_passes_fast_commits_nothing_and_catches_up_when
     assert _circuit("insar_inference_circuit_state") == 2
     # The first failures reached the server (UNAVAILABLE); the later passes did not.
     assert "StatusCode.UNAVAILABLE" in errors[0]
-    assert f"is open after {THRESHOLD} consecutive failures" in errors[-1]
+    # THRESHOLD failures open it; each failed half-open probe adds one (a loaded machine
+    # lets the reset time pass between passes), so the count is at least THRESHOLD.
+    opened_after = re.search(r"is open after (\d+) consecutive failures", errors[-1])
+    assert opened_after and int(opened_after.group(1)) >= THRESHOLD, errors[-1]
     requests_failed = _sample("insar_inference_requests_total", model=UNREST_MODEL_NAME,
                               backend="grpc", outcome="error") - errors_before
     assert requests_failed < failed_passes, "an open circuit must keep passes off the server"
@@ -230,7 +234,10 @@ def test_slow_model_server_deadlines_open_the_circuit_and_nothing_is_lost_once_f
     _assert_nothing_lost_yet(ctx)
     assert failed_passes >= THRESHOLD + 2
     assert "StatusCode.DEADLINE_EXCEEDED" in errors[0]
-    assert f"is open after {THRESHOLD} consecutive failures" in errors[-1]
+    # THRESHOLD failures open it; each failed half-open probe adds one (a loaded machine
+    # lets the reset time pass between passes), so the count is at least THRESHOLD.
+    opened_after = re.search(r"is open after (\d+) consecutive failures", errors[-1])
+    assert opened_after and int(opened_after.group(1)) >= THRESHOLD, errors[-1]
     assert "InferenceTimeoutError" in errors[-1]
     assert _circuit("insar_inference_circuit_opens_total") - opens_before >= 1
     assert _circuit("insar_inference_circuit_state") == 2
