@@ -310,6 +310,14 @@ def _record_output(
         print(f"{_clock(t0)} HOT SPOTS   {payload['dataset_id']} (window to "
               f"{payload['window']['end']}): {payload['summary']['n_hot']} hot / "
               f"{payload['summary']['n_cold']} cold points; {described}", flush=True)
+        if "delineation" in payload:
+            unet = payload["delineated_areas"]
+            what = "; ".join(
+                f"{a['id']} {a['status']} {a['sign']} {a['area_m2'] / 1e6:.2f} km2"
+                for a in unet
+            ) or "no area"
+            inputs = " + ".join(payload["delineation"]["inputs"])
+            print(f"{_clock(t0)}             U-Net delineation ({inputs}): {what}", flush=True)
         return
     src = payload.get("source", {})
     index = progress.published.get((src.get("topic"), src.get("partition"), src.get("offset")))
