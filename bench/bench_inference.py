@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> list[Row]:
     )
 
     base: Path = args.model_base
-    models = [m for m in SIGNATURES if (base / m).is_dir()]
+    models = [m for m in SIGNATURES if (base / m).is_dir()
+              and (not args.models or m in args.models)]
     if not models:
         raise SystemExit(f"no model of {sorted(SIGNATURES)} under {base}: export them first")
     batches = {UNREST_MODEL_NAME: args.patch_batches, TREND_MODEL_NAME: args.series_batches,
@@ -226,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory with <model>/<version>/ SavedModels",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell")
+    parser.add_argument(
+        "--models", type=lambda text: [m for m in text.split(",") if m], default=[],
+        help="comma-separated served names to measure (default: every model found)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per cell")
     parser.add_argument(
         "--patch-batches",
