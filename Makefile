@@ -66,15 +66,18 @@ $(PAPER_CNN): | setup
 train: setup $(PAPER_CNN)
 	$(BIN)/insar-monitor train trend --out serving/models --version $${VERSION:-2}
 	$(BIN)/insar-monitor train unrest --out serving/models --version $${VERSION:-2}
+	$(BIN)/insar-monitor train delineation --out serving/models --version $${VERSION:-2}
 
 evaluate: setup $(PAPER_CNN)
 	$(BIN)/insar-monitor evaluate trend --baseline-model-dir $(PAPER_CNN)
 	$(BIN)/insar-monitor evaluate unrest
+	$(BIN)/insar-monitor evaluate delineation
 
 bench: setup
 	$(BIN)/python bench/bench_inference.py --model-base serving/models
 	$(BIN)/python bench/bench_streaming.py --out build/bench
 	$(BIN)/python bench/bench_gistar.py
+	$(BIN)/python bench/bench_delineation.py
 	$(BIN)/python bench/bench_stages.py --json build/bench/stages.json
 	$(BIN)/python bench/bench_soak.py --out build/bench/soak
 
