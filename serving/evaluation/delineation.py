@@ -183,8 +183,9 @@ def _markdown(rep: dict[str, Any]) -> str:
         f"{rep['n_parameters']:,} parameters). Test set: {rep['n_test']} held-out scenes of "
         f"256 x 256 cells of 50 m (seed {rep['seed']}), {rep['label_share']:.1%} of cells in "
         f"deformation areas; threshold {rep['threshold']}. Baseline threshold on "
-        f"abs(density) = {rep['density_threshold']:.1f} per km2, chosen on {rep['n_val']} validation "
-        f"scenes (seed {rep['val_seed']}). Reproduce: `insar-monitor evaluate delineation`.",
+        f"abs(density) = {rep['density_threshold']:.1f} per km2, chosen on {rep['n_val']} "
+        f"validation scenes (seed {rep['val_seed']}). "
+        "Reproduce: `insar-monitor evaluate delineation`.",
         "",
         "## Cells (pooled over the test set; per-scene means in the JSON)",
         "",
