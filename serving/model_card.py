@@ -308,8 +308,9 @@ DELINEATION_CARD = CardText(
         "clustered ADAs find about two thirds (see the report's Areas table). Running both "
         "(`areas: both` in a hotspot rule) covers the two.",
         "Terrain aspect does not change the scores on this synthetic data (IoU 0.704 with "
-        "aspect, 0.705 with the hot spot map alone): the network gets the outlines from the "
-        "density surface. The paper's gain from aspect (+1.6 % IoU) was measured on real "
+        "aspect, 0.705 with the hot spot map alone, 0.703 with another scene's aspect as a "
+        "control): the network has learnt to take the outlines from the density surface and "
+        "to ignore the terrain. The paper's gain from aspect (+1.6 % IoU) was measured on real "
         "terrain with an optical image; whatever made it useful there, the synthetic "
         "landslides clipped to their slope face do not reproduce it (not investigated "
         "further).",

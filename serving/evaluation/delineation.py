@@ -5,7 +5,8 @@ called anomalous, pooled over every cell of the test set (and, as a second view,
 over scenes). Compared on the same scenes:
 
 * the served U-Net as the daemon runs it by default (hot spot map + aspect), with aspect
-  and slope, and without a DEM (hot spot map alone);
+  and slope, and without a DEM (hot spot map alone); and, as a control of whether it uses
+  the terrain at all, with each scene's aspect swapped for another scene's;
 * **threshold**: cells where ``|hot spot density| >= t``, with ``t`` chosen on a separate
   validation set for the best F1 — what one gets from the hot spot map without a model;
 * **clustered**: the project's own clustered ADAs (significant Gi* points faster than the
@@ -341,6 +342,14 @@ def evaluate(
         inputs = "hot spot map" + (" + aspect" if aspect else "") + (" + slope" if slope else "")
         methods[name] = {"inputs": inputs, "cells": segmentation_scores(truth, pred),
                          "areas": area_scores(test, pred)}
+    # Control: each scene with its neighbour's terrain. If the scores do not move, the
+    # network does not use aspect at all.
+    wrong = predict(test._replace(aspect_deg=np.roll(test.aspect_deg, 1, axis=0)), True, False)
+    methods["unet_hotspot_wrong_aspect"] = {
+        "inputs": "hot spot map + another scene's aspect (control)",
+        "cells": segmentation_scores(truth, wrong >= THRESHOLD),
+        "areas": area_scores(test, wrong >= THRESHOLD),
+    }
     by_threshold = np.abs(test.density) >= density_threshold
     methods["threshold_hotspot_map"] = {
         "inputs": f"abs(hot spot map) >= {density_threshold:.1f} per km2",
